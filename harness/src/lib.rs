@@ -1,1 +1,14 @@
+//! dualstack's harness: cluster lifecycle (KIND through its CLI, or an existing kubeconfig), the
+//! kube client, probe orchestration and cluster verification.
+#![forbid(unsafe_code)]
 
+pub mod cluster;
+pub mod error;
+pub mod host;
+pub mod kind;
+pub mod mode;
+pub mod probe_pod;
+pub mod verify;
+
+pub use error::{Error, Result};
+pub use mode::{IpFamily, Mode};

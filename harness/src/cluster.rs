@@ -1,0 +1,176 @@
+//! A cluster to test: a kube client plus, for clusters we created, the means to delete them.
+
+use crate::error::{Error, Result};
+use crate::host::HostNeeds;
+use crate::kind::{self, ClusterFiles, ClusterSpec, Kind};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::ListParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A kube client for a kubeconfig file and optional context.
+pub async fn client_from_kubeconfig(path: &Path, context: Option<&str>) -> Result<Client> {
+    let bad = |cause: String| Error::Kubeconfig { path: path.to_path_buf(), cause };
+    let kubeconfig = Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
+    let options = KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| bad(e.to_string()))?;
+    Client::try_from(config).map_err(|e| bad(e.to_string()))
+}
+
+/// A KIND cluster created by the harness.
+pub struct KindCluster {
+    pub files: ClusterFiles,
+    pub spec: ClusterSpec,
+    pub node_image: String,
+    pub client: Client,
+}
+
+/// Timings of `KindCluster::up`, for progress lines and benchmarks.
+#[derive(Debug, Clone, Copy)]
+pub struct UpTimings {
+    pub create: Duration,
+    pub ready: Duration,
+}
+
+impl KindCluster {
+    /// Creates the cluster and waits until every node is Ready and CoreDNS is available. Anything
+    /// created is removed again when this fails.
+    pub async fn up(
+        name: &str,
+        spec: ClusterSpec,
+        node_image: Option<String>,
+        ready_timeout: Duration,
+    ) -> Result<(Self, UpTimings)> {
+        kind::require_docker().await?;
+        let kind = Kind::locate()?;
+        let node_image = match node_image {
+            Some(image) => image,
+            None => default_node_image().await,
+        };
+        let files = ClusterFiles::new(name)?;
+        files.create_dir()?;
+        let config = kind::kind_config(&spec, HostNeeds::detect());
+        let started = Instant::now();
+        if let Err(e) = kind.create(&files, &config, &node_image).await {
+            return Err(e);
+        }
+        let create = started.elapsed();
+        let cleanup_on_error = async |e: Error| {
+            kind.export_logs(&files, &files.dir.join("kind-logs")).await;
+            let _ = kind.delete(&files).await;
+            e
+        };
+        let client = match client_from_kubeconfig(&files.kubeconfig, None).await {
+            Ok(c) => c,
+            Err(e) => return Err(cleanup_on_error(e).await),
+        };
+        // Without a CNI nodes stay NotReady until the vendor installs one: wait for the API only.
+        let waited = if spec.default_cni {
+            wait_ready(&client, spec.node_count(), ready_timeout).await
+        } else {
+            wait_nodes_registered(&client, spec.node_count(), ready_timeout).await
+        };
+        if let Err(e) = waited {
+            let e = match e {
+                Error::Timeout { what, seconds, last_seen } => Error::Timeout {
+                    what,
+                    seconds,
+                    last_seen: format!("{last_seen}; node logs exported to {}", files.dir.join("kind-logs").display()),
+                },
+                other => other,
+            };
+            return Err(cleanup_on_error(e).await);
+        }
+        let ready = started.elapsed() - create;
+        Ok((Self { files, spec, node_image, client }, UpTimings { create, ready }))
+    }
+
+    /// Deletes the nodes, the docker network and the cluster's files.
+    pub async fn down(self) -> Result<()> {
+        destroy(&self.files).await
+    }
+}
+
+/// Deletes a cluster created by `dualstack cluster up` (or left by an interrupted run) by name.
+pub async fn destroy(files: &ClusterFiles) -> Result<()> {
+    kind::require_docker().await?;
+    Kind::locate()?.delete(files).await?;
+    files.remove_dir()
+}
+
+/// The offline node image when `dualstack prepare` built it, else the upstream one (pulled by kind).
+pub async fn default_node_image() -> String {
+    let offline = kind::offline_node_image();
+    if kind::docker_has_image(&offline).await { offline } else { kind::upstream_node_image() }
+}
+
+async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Result<T, String>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last_seen;
+    loop {
+        match probe().await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(state)) => last_seen = state,
+            // The API server may still be starting; remember the error as the last state.
+            Err(e) => last_seen = e.to_string(),
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Timeout { what: what.to_string(), seconds: timeout.as_secs(), last_seen });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+async fn wait_nodes_registered(client: &Client, expected: usize, timeout: Duration) -> Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    poll(&format!("{expected} nodes to register"), timeout, || async {
+        let list = nodes.list(&ListParams::default()).await?;
+        Ok(if list.items.len() >= expected { Ok(()) } else { Err(format!("{} nodes registered", list.items.len())) })
+    })
+    .await
+}
+
+/// Waits until `expected` nodes are Ready and the CoreDNS Deployment has all replicas available.
+pub async fn wait_ready(client: &Client, expected: usize, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let nodes: Api<Node> = Api::all(client.clone());
+    poll(&format!("{expected} nodes Ready"), timeout, || async {
+        let list = nodes.list(&ListParams::default()).await?;
+        let ready = list.items.iter().filter(|n| node_ready(n)).count();
+        Ok(if ready >= expected {
+            Ok(())
+        } else {
+            let names: Vec<String> = list
+                .items
+                .iter()
+                .map(|n| format!("{}={}", n.metadata.name.as_deref().unwrap_or("?"), if node_ready(n) { "Ready" } else { "NotReady" }))
+                .collect();
+            Err(format!("{ready}/{expected} Ready ({})", names.join(", ")))
+        })
+    })
+    .await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "kube-system");
+    let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(5));
+    poll("CoreDNS (kube-system/coredns) available", remaining, || async {
+        let dep = deployments.get("coredns").await?;
+        let status = dep.status.unwrap_or_default();
+        let want = dep.spec.and_then(|s| s.replicas).unwrap_or(1);
+        let available = status.available_replicas.unwrap_or(0);
+        Ok(if available >= want { Ok(()) } else { Err(format!("{available}/{want} coredns replicas available")) })
+    })
+    .await
+}

@@ -1,0 +1,413 @@
+//! KIND clusters driven through the `kind` CLI: the config generated per mode, create, delete,
+//! log export. Each cluster gets its own docker network so concurrent runs never share one.
+
+use crate::error::{Error, Result};
+use crate::host::HostNeeds;
+use crate::mode::{IpFamily, Mode};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use tokio::process::Command;
+
+/// Pinned toolchain versions, shared with the offline build scripts (one source of truth).
+const VERSIONS_ENV: &str = include_str!("../../fixtures/offline/versions.env");
+
+/// Value of a `KEY=value` line of fixtures/offline/versions.env.
+pub fn pinned_version(key: &str) -> Option<&'static str> {
+    VERSIONS_ENV.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// The Kubernetes version dualstack's node images carry, e.g. `v1.36.3`.
+pub fn kubernetes_version() -> &'static str {
+    pinned_version("K8S_VERSION").unwrap_or("unknown")
+}
+
+/// The node image `dualstack prepare` builds from Debian packages and the Go module proxy.
+pub fn offline_node_image() -> String {
+    format!("dualstack.local/kind-node:{}", kubernetes_version())
+}
+
+/// The upstream node image of the same Kubernetes version, for machines that can pull.
+pub fn upstream_node_image() -> String {
+    format!("kindest/node:{}", kubernetes_version())
+}
+
+/// Default subnets, the ones kind itself uses, per family.
+fn pod_subnet(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::IPv4 => "10.244.0.0/16",
+        IpFamily::IPv6 => "fd00:10:244::/56",
+    }
+}
+
+fn service_subnet(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::IPv4 => "10.96.0.0/16",
+        IpFamily::IPv6 => "fd00:10:96::/112",
+    }
+}
+
+/// What to build: the mode, the node count and whether kind installs its default CNI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSpec {
+    pub mode: Mode,
+    /// Workers besides the single control-plane (HA would need a load-balancer image).
+    pub workers: u8,
+    /// false: no CNI is installed, so a vendor installs its own before nodes become Ready.
+    pub default_cni: bool,
+}
+
+impl ClusterSpec {
+    pub fn new(mode: Mode) -> Self {
+        Self { mode, workers: 1, default_cni: true }
+    }
+
+    pub fn node_count(&self) -> usize {
+        1 + usize::from(self.workers)
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KindConfig {
+    kind: &'static str,
+    api_version: &'static str,
+    networking: Networking,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    containerd_config_patches: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    kubeadm_config_patches: Vec<&'static str>,
+    nodes: Vec<KindNode>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Networking {
+    ip_family: &'static str,
+    /// IPv4 loopback in every mode: kubectl on the host then reaches the API server through an IPv4
+    /// port-forward, which works where Docker cannot publish ports on IPv6.
+    api_server_address: &'static str,
+    pod_subnet: String,
+    service_subnet: String,
+    #[serde(rename = "disableDefaultCNI")]
+    disable_default_cni: bool,
+}
+
+#[derive(Serialize)]
+struct KindNode {
+    role: &'static str,
+}
+
+const RESTRICT_OOM_SCORE_ADJ: &str =
+    "[plugins.\"io.containerd.grpc.v1.cri\"]\n  restrict_oom_score_adj = true\n";
+const KUBELET_ALLOW_CGROUP_V1: &str = "kind: KubeletConfiguration\nfailCgroupV1: false\n";
+
+/// The KIND cluster config for `spec` on a host with `host` needs, as YAML.
+pub fn kind_config(spec: &ClusterSpec, host: HostNeeds) -> String {
+    let families = spec.mode.families();
+    let join = |f: fn(IpFamily) -> &'static str| families.iter().map(|&fam| f(fam)).collect::<Vec<_>>().join(",");
+    let config = KindConfig {
+        kind: "Cluster",
+        api_version: "kind.x-k8s.io/v1alpha4",
+        networking: Networking {
+            ip_family: match spec.mode {
+                Mode::Ipv4 => "ipv4",
+                Mode::Ipv6 => "ipv6",
+                Mode::Dual | Mode::DualIpv6Primary => "dual",
+            },
+            api_server_address: "127.0.0.1",
+            pod_subnet: join(pod_subnet),
+            service_subnet: join(service_subnet),
+            disable_default_cni: !spec.default_cni,
+        },
+        containerd_config_patches: if host.restrict_oom_score_adj { vec![RESTRICT_OOM_SCORE_ADJ] } else { vec![] },
+        kubeadm_config_patches: if host.cgroup_v1 { vec![KUBELET_ALLOW_CGROUP_V1] } else { vec![] },
+        nodes: std::iter::once(KindNode { role: "control-plane" })
+            .chain((0..spec.workers).map(|_| KindNode { role: "worker" }))
+            .collect(),
+    };
+    // Serializing plain strings and lists cannot fail; an empty config would make kind fail loudly.
+    serde_saphyr::to_string(&config).unwrap_or_default()
+}
+
+/// The `kind` binary and where its clusters keep their files.
+#[derive(Debug, Clone)]
+pub struct Kind {
+    binary: PathBuf,
+}
+
+/// Default machine-local cache of `dualstack prepare` (binaries, images, logs).
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("DUALSTACK_CACHE").map_or_else(|| PathBuf::from("/var/cache/dualstack"), PathBuf::from)
+}
+
+impl Kind {
+    /// `$DUALSTACK_KIND`, else the prepared `$DUALSTACK_CACHE/bin/kind`, else `kind` on PATH.
+    pub fn locate() -> Result<Self> {
+        if let Some(path) = std::env::var_os("DUALSTACK_KIND") {
+            return Ok(Self { binary: path.into() });
+        }
+        let prepared = cache_dir().join("bin/kind");
+        if prepared.is_file() {
+            return Ok(Self { binary: prepared });
+        }
+        let on_path = std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .map(|dir| dir.join("kind"))
+            .find(|p| p.is_file());
+        on_path
+            .map(|binary| Self { binary })
+            .ok_or_else(|| Error::Environment("the kind CLI was not found; run `dualstack prepare` first".into()))
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.stdin(Stdio::null()).kill_on_drop(true);
+        cmd
+    }
+
+    /// Creates the cluster; on failure exports its logs, removes what was created and says where the
+    /// logs are.
+    pub async fn create(&self, cluster: &ClusterFiles, config_yaml: &str, node_image: &str) -> Result<()> {
+        let config_path = cluster.dir.join("kind-config.yaml");
+        write_private(&config_path, config_yaml.as_bytes())?;
+        let log_path = cluster.dir.join("kind-create.log");
+        let log = std::fs::File::create(&log_path).map_err(Error::io(format!("creating {}", log_path.display())))?;
+        let log_err = log.try_clone().map_err(Error::io("cloning log handle"))?;
+        let status = self
+            .command()
+            .args(["create", "cluster", "--name", &cluster.name, "--image", node_image, "--retain", "--wait", "0s"])
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig)
+            .env("KIND_EXPERIMENTAL_DOCKER_NETWORK", &cluster.network)
+            .stdout(log)
+            .stderr(log_err)
+            .status()
+            .await
+            .map_err(Error::io(format!("running {}", self.binary.display())))?;
+        if status.success() {
+            return Ok(());
+        }
+        let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let cause = output
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("ERROR") || l.contains("failed") || l.contains("error"))
+            .unwrap_or("kind create cluster failed")
+            .trim()
+            .to_string();
+        let exported = cluster.dir.join("kind-logs");
+        self.export_logs(cluster, &exported).await;
+        self.delete(cluster).await?;
+        Err(Error::ClusterCreate { name: cluster.name.clone(), cause, kind_log: log_path, exported_logs: exported })
+    }
+
+    /// `kind export logs`; best effort, since it runs when something already went wrong.
+    pub async fn export_logs(&self, cluster: &ClusterFiles, dir: &Path) {
+        let _ = self
+            .command()
+            .args(["export", "logs", "--name", &cluster.name])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+    }
+
+    /// Deletes the cluster's nodes and its docker network. Deleting what does not exist is fine.
+    pub async fn delete(&self, cluster: &ClusterFiles) -> Result<()> {
+        let out = self
+            .command()
+            .args(["delete", "cluster", "--name", &cluster.name])
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig)
+            .output()
+            .await
+            .map_err(Error::io(format!("running {}", self.binary.display())))?;
+        if !out.status.success() {
+            return Err(Error::Environment(format!(
+                "kind delete cluster --name {} failed: {}",
+                cluster.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        remove_docker_network(&cluster.network).await
+    }
+}
+
+async fn remove_docker_network(network: &str) -> Result<()> {
+    let exists = Command::new("docker")
+        .args(["network", "inspect", network])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success());
+    if !exists {
+        return Ok(());
+    }
+    let out = Command::new("docker")
+        .args(["network", "rm", network])
+        .output()
+        .await
+        .map_err(Error::io("running docker network rm"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Environment(format!(
+            "docker network rm {network} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Where a cluster's files live: `$DUALSTACK_STATE_DIR/clusters/NAME/` (mode 0700), holding its
+/// kubeconfig (0600), the generated kind config, kind's output and exported logs.
+#[derive(Debug, Clone)]
+pub struct ClusterFiles {
+    pub name: String,
+    pub network: String,
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+impl ClusterFiles {
+    pub fn new(name: &str) -> Result<Self> {
+        validate_cluster_name(name)?;
+        let dir = state_dir().join("clusters").join(name);
+        Ok(Self { name: name.into(), network: format!("{name}-net"), kubeconfig: dir.join("kubeconfig"), dir })
+    }
+
+    pub fn create_dir(&self) -> Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(Error::io(format!("creating {}", self.dir.display())))
+    }
+
+    pub fn remove_dir(&self) -> Result<()> {
+        match std::fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::Io { context: format!("removing {}", self.dir.display()), source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn state_dir() -> PathBuf {
+    std::env::var_os("DUALSTACK_STATE_DIR").map_or_else(|| std::env::temp_dir().join("dualstack"), PathBuf::from)
+}
+
+/// A unique cluster name, so two runs on one machine never collide: `dualstack-MODE-XXXXXX`.
+pub fn unique_cluster_name(mode: Mode) -> String {
+    let suffix: u32 = rand::random::<u32>() & 0xff_ffff;
+    format!("dualstack-{}-{suffix:06x}", mode.name().replace("-ipv6-primary", "6"))
+}
+
+/// kind names become docker container and network names and DNS labels.
+pub fn validate_cluster_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 40
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "invalid cluster name '{name}': use 1-40 lower-case letters, digits and '-', not starting or ending with '-'"
+        )))
+    }
+}
+
+fn write_private(path: &Path, content: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(Error::io(format!("writing {}", path.display())))?;
+    file.write_all(content).map_err(Error::io(format!("writing {}", path.display())))
+}
+
+/// Whether docker has `image` locally.
+pub async fn docker_has_image(image: &str) -> bool {
+    Command::new("docker")
+        .args(["image", "inspect", image])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
+}
+
+/// Fails with an environment error when no Docker engine answers.
+pub async fn require_docker() -> Result<()> {
+    let out = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output().await;
+    match out {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(Error::Environment(format!(
+            "no Docker engine answers ({}); run `dualstack prepare`",
+            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("docker info failed").trim()
+        ))),
+        Err(e) => Err(Error::Environment(format!("the docker CLI cannot be run ({e}); run `dualstack prepare`"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    const THIS_HOST: HostNeeds = HostNeeds { restrict_oom_score_adj: true, cgroup_v1: true };
+
+    #[rstest]
+    #[case::ipv4(Mode::Ipv4)]
+    #[case::ipv6(Mode::Ipv6)]
+    #[case::dual(Mode::Dual)]
+    #[case::dual_ipv6_primary(Mode::DualIpv6Primary)]
+    fn kind_config_per_mode(#[case] mode: Mode) {
+        insta::assert_snapshot!(format!("kind_config_{}", mode.name()), kind_config(&ClusterSpec::new(mode), THIS_HOST));
+    }
+
+    #[test]
+    fn kind_config_without_default_cni_on_a_plain_host() {
+        let spec = ClusterSpec { mode: Mode::Dual, workers: 2, default_cni: false };
+        let plain = HostNeeds { restrict_oom_score_adj: false, cgroup_v1: false };
+        insta::assert_snapshot!(kind_config(&spec, plain));
+    }
+
+    #[rstest]
+    #[case("dualstack-dual-a1b2c3", true)]
+    #[case("a", true)]
+    #[case("", false)]
+    #[case("Upper", false)]
+    #[case("-lead", false)]
+    #[case("trail-", false)]
+    #[case("has_underscore", false)]
+    #[case("x123456789012345678901234567890123456789012", false)]
+    fn cluster_names(#[case] name: &str, #[case] valid: bool) {
+        assert_eq!(validate_cluster_name(name).is_ok(), valid);
+    }
+
+    #[test]
+    fn unique_names_are_valid_and_differ() {
+        let (a, b) = (unique_cluster_name(Mode::DualIpv6Primary), unique_cluster_name(Mode::DualIpv6Primary));
+        assert!(validate_cluster_name(&a).is_ok(), "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn versions_are_pinned() {
+        assert!(kubernetes_version().starts_with("v1."), "{}", kubernetes_version());
+    }
+}

@@ -1,0 +1,179 @@
+//! Probe pods: the `probe` binary (workspace crate `probe`) running `probe serve` in a pod, and
+//! client commands executed inside it. The only thing shared with the probe is its JSON wire format.
+
+use crate::error::{Error, Result};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{AttachParams, DeleteParams, ObjectMeta, PostParams};
+use kube::{Api, Client};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+
+/// The probe image `dualstack prepare` builds and preloads; versioned with the crate.
+pub fn probe_image() -> String {
+    format!("dualstack.local/probe:{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Label on everything the suite creates, so leftovers of a crashed run can be found and removed.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "dualstack");
+pub const PROBE_PORT: u16 = 8080;
+
+/// What the probe's server saw (relayed by the client).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Answer {
+    pub hostname: String,
+    pub client: String,
+    pub bytes: usize,
+}
+
+/// `probe connect` output.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConnectResult {
+    pub ok: bool,
+    pub answer: Option<Answer>,
+    pub error: Option<String>,
+}
+
+/// `probe resolve` output.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResolveResult {
+    pub ok: bool,
+    pub server: String,
+    pub addresses: Vec<std::net::IpAddr>,
+    pub rcode: Option<u8>,
+    pub error: Option<String>,
+}
+
+/// Creates a labelled namespace with a unique name.
+pub async fn create_namespace(client: &Client, prefix: &str) -> Result<String> {
+    let name = format!("{prefix}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some(BTreeMap::from([(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string())])),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
+    Ok(name)
+}
+
+/// Starts deleting a namespace; does not wait for its finalizers.
+pub async fn delete_namespace(client: &Client, name: &str) {
+    let _ = Api::<Namespace>::all(client.clone()).delete(name, &DeleteParams::background()).await;
+}
+
+/// A probe pod pinned to `node` serving TCP/HTTP/UDP on PROBE_PORT.
+pub fn probe_pod(name: &str, node: &str, labels: &[(&str, &str)], host_network: bool) -> Pod {
+    let mut labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
+    let spec = serde_json::json!({
+        "nodeName": node,
+        "hostNetwork": host_network,
+        "terminationGracePeriodSeconds": 0,
+        "tolerations": [{"operator": "Exists"}],
+        "containers": [{
+            "name": "probe",
+            "image": probe_image(),
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["/usr/local/bin/probe", "serve", "--port", PROBE_PORT.to_string()],
+            "ports": [{"containerPort": PROBE_PORT, "protocol": "TCP"}, {"containerPort": PROBE_PORT, "protocol": "UDP"}],
+            "securityContext": {
+                "runAsNonRoot": true, "runAsUser": 65534, "allowPrivilegeEscalation": false,
+                "capabilities": {"drop": ["ALL"]}
+            },
+            "readinessProbe": {"tcpSocket": {"port": PROBE_PORT}, "periodSeconds": 1}
+        }]
+    });
+    Pod {
+        metadata: ObjectMeta { name: Some(name.into()), labels: Some(labels), ..Default::default() },
+        // The JSON above is a valid PodSpec; a mismatch would be a programming error caught by tests.
+        spec: serde_json::from_value(spec).ok(),
+        ..Default::default()
+    }
+}
+
+/// Waits until every named pod is Ready; returns them.
+pub async fn wait_pods_ready(pods: &Api<Pod>, names: &[&str], timeout: Duration) -> Result<Vec<Pod>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut ready = Vec::new();
+        let mut waiting = Vec::new();
+        for name in names {
+            let pod = pods.get(name).await?;
+            let is_ready = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            if is_ready {
+                ready.push(pod);
+            } else {
+                waiting.push(format!("{name}: {}", pod_state(&pod)));
+            }
+        }
+        if waiting.is_empty() {
+            return Ok(ready);
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                what: format!("probe pods {} Ready", names.join(", ")),
+                seconds: timeout.as_secs(),
+                last_seen: waiting.join("; "),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// A one-line account of a pod's state: phase, and the waiting reason of its containers.
+pub fn pod_state(pod: &Pod) -> String {
+    let status = pod.status.clone().unwrap_or_default();
+    let mut parts = vec![status.phase.unwrap_or_else(|| "Unknown".into())];
+    for cs in status.container_statuses.unwrap_or_default() {
+        if let Some(waiting) = cs.state.and_then(|s| s.waiting) {
+            parts.push(format!(
+                "{} waiting: {} {}",
+                cs.name,
+                waiting.reason.unwrap_or_default(),
+                waiting.message.unwrap_or_default()
+            ));
+        }
+    }
+    parts.join(", ")
+}
+
+/// Runs a probe client command inside `pod` and returns its stdout.
+pub async fn exec(pods: &Api<Pod>, pod: &str, args: &[String]) -> Result<String> {
+    let mut command = vec!["/usr/local/bin/probe".to_string()];
+    command.extend(args.iter().cloned());
+    let params = AttachParams::default().stdin(false).stdout(true).stderr(false);
+    let mut attached = pods.exec(pod, command, &params).await?;
+    let mut output = String::new();
+    if let Some(mut stdout) = attached.stdout() {
+        stdout
+            .read_to_string(&mut output)
+            .await
+            .map_err(Error::io(format!("reading probe output from {pod}")))?;
+    }
+    let _ = attached.join().await;
+    Ok(output)
+}
+
+/// `probe connect PROTO ADDR:PORT` from inside `pod`.
+pub async fn connect(pods: &Api<Pod>, pod: &str, proto: &str, target: std::net::SocketAddr) -> Result<ConnectResult> {
+    let out = exec(pods, pod, &["connect".into(), proto.into(), target.to_string(), "--timeout-ms".into(), "3000".into()]).await?;
+    parse(&out, pod)
+}
+
+/// `probe resolve NAME TYPE --server IP` from inside `pod`.
+pub async fn resolve(pods: &Api<Pod>, pod: &str, name: &str, qtype: &str, server: std::net::IpAddr) -> Result<ResolveResult> {
+    let out = exec(pods, pod, &["resolve".into(), name.into(), qtype.into(), "--server".into(), server.to_string()]).await?;
+    parse(&out, pod)
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(out: &str, pod: &str) -> Result<T> {
+    serde_json::from_str(out.trim()).map_err(|e| Error::Environment(format!("probe in pod {pod} printed {:?}: {e}", out.trim())))
+}

@@ -1,0 +1,379 @@
+//! dualstack's in-cluster probe: one small binary that is both the echo server the data-plane checks
+//! talk to and the client that talks to it, so that no third-party image (agnhost, busybox) is needed.
+//!
+//! Every client command prints exactly one JSON line (the wire format the harness parses) and exits
+//! 0 when the exchange succeeded, 1 when it did not (the JSON says why), 2 on bad usage.
+//!
+//! ```text
+//! probe serve [--port 8080]                       TCP, HTTP and UDP on every family the pod has
+//! probe connect tcp|http|udp ADDR:PORT [--timeout-ms N] [--bytes N]
+//! probe resolve NAME A|AAAA [--server IP] [--timeout-ms N]
+//! ```
+#![forbid(unsafe_code)]
+
+use serde::Serialize;
+use socket2::{Domain, Socket, Type};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// What a server saw; the client relays it so the harness learns who answered and from where.
+#[derive(Serialize, serde::Deserialize)]
+struct Answer {
+    hostname: String,
+    client: String,
+    bytes: usize,
+}
+
+#[derive(Serialize)]
+struct ConnectResult {
+    ok: bool,
+    elapsed_ms: u128,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answer: Option<Answer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ResolveResult {
+    ok: bool,
+    server: String,
+    addresses: Vec<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rcode: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match run(&args) {
+        Ok(code) => code,
+        Err(usage) => {
+            eprintln!("probe: {usage}");
+            eprintln!(
+                "usage: probe serve [--port P] | probe connect tcp|http|udp ADDR:PORT [--timeout-ms N] [--bytes N] | probe resolve NAME A|AAAA [--server IP] [--timeout-ms N]"
+            );
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(args: &[String]) -> Result<i32, String> {
+    let (command, rest) = args.split_first().ok_or("missing command")?;
+    let flag = |name: &str| -> Result<Option<u64>, String> {
+        match rest.iter().position(|a| a == name) {
+            None => Ok(None),
+            Some(i) => rest
+                .get(i + 1)
+                .and_then(|v| v.parse().ok())
+                .map(Some)
+                .ok_or_else(|| format!("{name} needs a number")),
+        }
+    };
+    let timeout = Duration::from_millis(flag("--timeout-ms")?.unwrap_or(3000));
+    match command.as_str() {
+        "serve" => {
+            let port = u16::try_from(flag("--port")?.unwrap_or(8080)).map_err(|_| "--port out of range")?;
+            serve(port);
+            Ok(1)
+        }
+        "connect" => {
+            let proto = rest.first().ok_or("connect needs a protocol")?;
+            let target: SocketAddr = rest
+                .get(1)
+                .ok_or("connect needs ADDR:PORT")?
+                .parse()
+                .map_err(|e| format!("bad ADDR:PORT: {e}"))?;
+            let bytes = usize::try_from(flag("--bytes")?.unwrap_or(16)).map_err(|_| "--bytes too large")?;
+            let started = Instant::now();
+            let outcome = match proto.as_str() {
+                "tcp" => connect_tcp(target, timeout, bytes),
+                "http" => connect_http(target, timeout),
+                "udp" => connect_udp(target, timeout, bytes),
+                other => return Err(format!("unknown protocol {other}")),
+            };
+            let ok = outcome.is_ok();
+            let (answer, error) = match outcome {
+                Ok(a) => (Some(a), None),
+                Err(e) => (None, Some(e)),
+            };
+            print_json(&ConnectResult { ok, elapsed_ms: started.elapsed().as_millis(), answer, error });
+            Ok(if ok { 0 } else { 1 })
+        }
+        "resolve" => {
+            let name = rest.first().ok_or("resolve needs a name")?;
+            let qtype = match rest.get(1).map(String::as_str) {
+                Some("A") => 1u16,
+                Some("AAAA") => 28u16,
+                _ => return Err("resolve needs A or AAAA".into()),
+            };
+            let server = match rest.iter().position(|a| a == "--server") {
+                Some(i) => rest.get(i + 1).ok_or("--server needs an address")?.parse::<IpAddr>().map_err(|e| e.to_string())?,
+                None => resolv_conf_nameserver().ok_or("no nameserver in /etc/resolv.conf")?,
+            };
+            let result = match resolve(name, qtype, server, timeout) {
+                Ok((rcode, addresses)) => ResolveResult {
+                    ok: rcode == 0 && !addresses.is_empty(),
+                    server: server.to_string(),
+                    addresses,
+                    rcode: Some(rcode),
+                    error: None,
+                },
+                Err(e) => ResolveResult { ok: false, server: server.to_string(), addresses: vec![], rcode: None, error: Some(e) },
+            };
+            let ok = result.ok;
+            print_json(&result);
+            Ok(if ok { 0 } else { 1 })
+        }
+        other => Err(format!("unknown command {other}")),
+    }
+}
+
+fn print_json<T: Serialize>(value: &T) {
+    match serde_json::to_string(value) {
+        Ok(line) => println!("{line}"),
+        Err(e) => println!("{{\"ok\":false,\"error\":\"serialize: {e}\"}}"),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+/// Binds one socket per family; IPv6 sockets are v6-only so the IPv4 one can share the port.
+fn bind(family: Domain, ty: Type, port: u16) -> std::io::Result<Socket> {
+    let socket = Socket::new(family, ty, None)?;
+    socket.set_reuse_address(true)?;
+    let addr: SocketAddr = if family == Domain::IPV6 {
+        socket.set_only_v6(true)?;
+        (Ipv6Addr::UNSPECIFIED, port).into()
+    } else {
+        (Ipv4Addr::UNSPECIFIED, port).into()
+    };
+    socket.bind(&addr.into())?;
+    if ty == Type::STREAM {
+        socket.listen(128)?;
+    }
+    Ok(socket)
+}
+
+fn serve(port: u16) {
+    let mut workers = Vec::new();
+    for family in [Domain::IPV4, Domain::IPV6] {
+        match bind(family, Type::STREAM, port) {
+            Ok(s) => {
+                let listener: TcpListener = s.into();
+                workers.push(std::thread::spawn(move || serve_tcp(listener)));
+            }
+            Err(e) => eprintln!("tcp {family:?} :{port} not served: {e}"),
+        }
+        match bind(family, Type::DGRAM, port) {
+            Ok(s) => {
+                let socket: UdpSocket = s.into();
+                workers.push(std::thread::spawn(move || serve_udp(socket)));
+            }
+            Err(e) => eprintln!("udp {family:?} :{port} not served: {e}"),
+        }
+    }
+    eprintln!("serving tcp/http/udp on port {port} as {}", hostname());
+    for worker in workers {
+        let _ = worker.join();
+    }
+}
+
+fn serve_tcp(listener: TcpListener) {
+    for stream in listener.incoming().flatten() {
+        std::thread::spawn(move || {
+            let _ = answer_tcp(stream);
+        });
+    }
+}
+
+fn answer_tcp(stream: TcpStream) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let client = stream.peer_addr()?.to_string();
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut first = String::new();
+    reader.read_line(&mut first)?;
+    let mut stream = stream;
+    if first.starts_with("GET ") {
+        // Drain the request headers; the body is the answer as JSON.
+        let mut line = String::new();
+        while reader.read_line(&mut line)? > 2 {
+            line.clear();
+        }
+        let body = serde_json::to_string(&Answer { hostname: hostname(), client, bytes: 0 })?;
+        write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+    } else {
+        let bytes = first.trim_end_matches('\n').len();
+        let body = serde_json::to_string(&Answer { hostname: hostname(), client, bytes })?;
+        writeln!(stream, "{body}")
+    }
+}
+
+fn serve_udp(socket: UdpSocket) {
+    let mut buf = vec![0u8; 65536];
+    while let Ok((n, from)) = socket.recv_from(&mut buf) {
+        let answer = Answer { hostname: hostname(), client: from.to_string(), bytes: n };
+        if let Ok(body) = serde_json::to_vec(&answer) {
+            let _ = socket.send_to(&body, from);
+        }
+    }
+}
+
+fn payload(bytes: usize) -> Vec<u8> {
+    (0..bytes).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+fn io_error(what: &str, e: std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => format!("{what}: timeout"),
+        std::io::ErrorKind::ConnectionRefused => format!("{what}: connection refused"),
+        _ => format!("{what}: {e}"),
+    }
+}
+
+fn connect_tcp(target: SocketAddr, timeout: Duration, bytes: usize) -> Result<Answer, String> {
+    let mut stream = TcpStream::connect_timeout(&target, timeout).map_err(|e| io_error("connect", e))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let mut request = payload(bytes);
+    request.push(b'\n');
+    stream.write_all(&request).map_err(|e| io_error("send", e))?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).map_err(|e| io_error("receive", e))?;
+    let answer: Answer = serde_json::from_str(line.trim()).map_err(|e| format!("unexpected answer {line:?}: {e}"))?;
+    if answer.bytes != bytes {
+        return Err(format!("server received {} of {bytes} bytes", answer.bytes));
+    }
+    Ok(answer)
+}
+
+fn connect_http(target: SocketAddr, timeout: Duration) -> Result<Answer, String> {
+    let mut stream = TcpStream::connect_timeout(&target, timeout).map_err(|e| io_error("connect", e))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let host = match target.ip() {
+        IpAddr::V6(ip) => format!("[{ip}]:{}", target.port()),
+        IpAddr::V4(ip) => format!("{ip}:{}", target.port()),
+    };
+    write!(stream, "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").map_err(|e| io_error("send", e))?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(|e| io_error("receive", e))?;
+    if !response.starts_with("HTTP/1.1 200") {
+        return Err(format!("unexpected response {:?}", response.lines().next().unwrap_or_default()));
+    }
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).map_err(|e| format!("unexpected body {body:?}: {e}"))
+}
+
+fn connect_udp(target: SocketAddr, timeout: Duration, bytes: usize) -> Result<Answer, String> {
+    let local: SocketAddr = if target.is_ipv6() { (Ipv6Addr::UNSPECIFIED, 0).into() } else { (Ipv4Addr::UNSPECIFIED, 0).into() };
+    let socket = UdpSocket::bind(local).map_err(|e| io_error("bind", e))?;
+    socket.connect(target).map_err(|e| io_error("connect", e))?;
+    // UDP may lose a datagram: three tries inside the one timeout budget.
+    let per_try = timeout / 3;
+    socket.set_read_timeout(Some(per_try)).map_err(|e| e.to_string())?;
+    let request = payload(bytes);
+    let mut buf = vec![0u8; 65536];
+    let mut last = String::from("no answer");
+    for _ in 0..3 {
+        socket.send(&request).map_err(|e| io_error("send", e))?;
+        match socket.recv(&mut buf) {
+            Ok(n) => {
+                let answer: Answer = serde_json::from_slice(buf.get(..n).unwrap_or_default())
+                    .map_err(|e| format!("unexpected answer: {e}"))?;
+                if answer.bytes != bytes {
+                    return Err(format!("server received {} of {bytes} bytes", answer.bytes));
+                }
+                return Ok(answer);
+            }
+            Err(e) => last = io_error("receive", e),
+        }
+    }
+    Err(last)
+}
+
+fn resolv_conf_nameserver() -> Option<IpAddr> {
+    let conf = std::fs::read_to_string("/etc/resolv.conf").ok()?;
+    conf.lines().find_map(|l| l.strip_prefix("nameserver")).and_then(|ip| ip.trim().parse().ok())
+}
+
+/// One DNS question over UDP; returns the response code and the addresses of the asked type.
+fn resolve(name: &str, qtype: u16, server: IpAddr, timeout: Duration) -> Result<(u8, Vec<IpAddr>), String> {
+    let id = (std::process::id() as u16) ^ 0x5a5a;
+    let mut query = Vec::with_capacity(64);
+    query.extend_from_slice(&id.to_be_bytes());
+    query.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]); // RD; one question
+    for label in name.trim_end_matches('.').split('.') {
+        let len = u8::try_from(label.len()).map_err(|_| "label too long")?;
+        query.push(len);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.push(0);
+    query.extend_from_slice(&qtype.to_be_bytes());
+    query.extend_from_slice(&1u16.to_be_bytes());
+
+    let local: SocketAddr = if server.is_ipv6() { (Ipv6Addr::UNSPECIFIED, 0).into() } else { (Ipv4Addr::UNSPECIFIED, 0).into() };
+    let socket = UdpSocket::bind(local).map_err(|e| io_error("bind", e))?;
+    socket.connect((server, 53)).map_err(|e| io_error("connect", e))?;
+    socket.set_read_timeout(Some(timeout / 3)).map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 4096];
+    let mut received = None;
+    for _ in 0..3 {
+        socket.send(&query).map_err(|e| io_error("send", e))?;
+        if let Ok(n) = socket.recv(&mut buf) {
+            received = Some(n);
+            break;
+        }
+    }
+    let n = received.ok_or("no answer from the DNS server: timeout")?;
+    parse_response(buf.get(..n).ok_or("short read")?, id, qtype)
+}
+
+fn parse_response(msg: &[u8], id: u16, qtype: u16) -> Result<(u8, Vec<IpAddr>), String> {
+    let at = |i: usize| msg.get(i).copied().ok_or("truncated DNS answer");
+    let u16_at = |i: usize| -> Result<u16, &str> { Ok(u16::from_be_bytes([at(i)?, at(i + 1)?])) };
+    if u16_at(0)? != id {
+        return Err("DNS answer with a foreign id".into());
+    }
+    let rcode = at(3)? & 0x0f;
+    let (questions, answers) = (u16_at(4)?, u16_at(6)?);
+    let skip_name = |mut i: usize| -> Result<usize, &str> {
+        loop {
+            let len = at(i)?;
+            if len & 0xc0 == 0xc0 {
+                return Ok(i + 2);
+            }
+            if len == 0 {
+                return Ok(i + 1);
+            }
+            i += 1 + usize::from(len);
+        }
+    };
+    let mut i = 12;
+    for _ in 0..questions {
+        i = skip_name(i)? + 4;
+    }
+    let mut addresses = Vec::new();
+    for _ in 0..answers {
+        i = skip_name(i)?;
+        let (rtype, rdlen) = (u16_at(i)?, usize::from(u16_at(i + 8)?));
+        let rdata = msg.get(i + 10..i + 10 + rdlen).ok_or("truncated DNS record")?;
+        if rtype == qtype {
+            match (rtype, rdata.len()) {
+                (1, 4) => addresses.push(IpAddr::from([rdata[0], rdata[1], rdata[2], rdata[3]])),
+                (28, 16) => {
+                    let mut octets = [0u8; 16];
+                    octets.copy_from_slice(rdata);
+                    addresses.push(IpAddr::from(octets));
+                }
+                _ => return Err(format!("malformed record of type {rtype}")),
+            }
+        }
+        i += 10 + rdlen;
+    }
+    Ok((rcode, addresses))
+}
