@@ -12,3 +12,6 @@ pub mod verify;
 
 pub use error::{Error, Result};
 pub use mode::{IpFamily, Mode};
+pub mod scenario;
+pub mod detect;
+pub mod services;

@@ -1,0 +1,451 @@
+//! Scenario tables: the YAML format of `suites/`, its strict loader, and per-mode expectations.
+//! The format is documented in suites/README.md.
+
+use crate::mode::Mode;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// A table file: one suite, one group of scenarios.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteFile {
+    /// The suite the rows belong to (`services`); one JUnit testsuite per (suite, mode).
+    pub suite: Spanned<String>,
+    /// The group within the suite (`allocation`), used in summaries.
+    pub group: String,
+    /// A Service every row's `create` is merged over (JSON merge patch).
+    #[serde(default)]
+    pub base: Option<serde_json::Value>,
+    pub scenarios: Vec<Row>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Row {
+    pub id: Spanned<String>,
+    pub title: String,
+    /// Modes the row applies to; all four when absent.
+    #[serde(default)]
+    pub modes: Option<Spanned<Vec<String>>>,
+    /// Why the row exists or how the server differs from the docs; shown in reports.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// The object to create, merged over the file's `base`.
+    pub create: serde_json::Value,
+    /// Create with `dryRun=All`: nothing is persisted.
+    #[serde(default, rename = "dryRun")]
+    pub dry_run: bool,
+    /// A change applied to the created object; the expectation is then about the change.
+    #[serde(default)]
+    pub update: Option<Update>,
+    /// Expected outcome per mode key: a mode name, `single-stack`, `dual-stack` or `all`.
+    pub expect: Spanned<BTreeMap<String, Spanned<Expectation>>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateMethod {
+    /// Read the object, change it (`set`, `truncate`, `remove`, `from-original`), PUT it back.
+    #[default]
+    Put,
+    /// PATCH with `body` as a JSON merge patch.
+    MergePatch,
+    /// PATCH with `body` as a strategic merge patch.
+    StrategicPatch,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    #[serde(default)]
+    pub method: UpdateMethod,
+    /// Dotted paths (`spec.ipFamilyPolicy`) set to values.
+    #[serde(default)]
+    pub set: BTreeMap<String, serde_json::Value>,
+    /// Dotted paths of lists cut to the given length.
+    #[serde(default)]
+    pub truncate: BTreeMap<String, usize>,
+    /// Dotted paths removed.
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Start from the object as first submitted (an old manifest re-applied) instead of as read.
+    #[serde(default, rename = "fromOriginal")]
+    pub from_original: bool,
+    /// Patch body (merge-patch / strategic-patch).
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    /// Expected `spec.ipFamilyPolicy`.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Expected `spec.ipFamilies`, in order: `primary`, `secondary`, `IPv4`, `IPv6`.
+    #[serde(default)]
+    pub families: Option<Vec<String>>,
+    /// Expected `spec.clusterIPs`, in order: a family symbol (an address of that family inside the
+    /// cluster's service range), `None`, `kept` (same as before the update) or a `$` placeholder.
+    #[serde(default, rename = "clusterIPs")]
+    pub cluster_ips: Option<Vec<String>>,
+    /// Spec fields that must be absent: ipFamilyPolicy, ipFamilies, clusterIP, clusterIPs.
+    #[serde(default)]
+    pub unset: Vec<String>,
+    /// Number of ports that must carry a nodePort.
+    #[serde(default, rename = "nodePorts")]
+    pub node_ports: Option<usize>,
+    #[serde(default)]
+    pub rejected: Option<Rejection>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rejection {
+    /// HTTP status (422 for validation).
+    pub status: u16,
+    /// Status reason (`Invalid`); checked when given.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Causes that must all be present: the field exactly, the message by a distinctive substring,
+    /// since texts vary slightly across versions.
+    #[serde(default)]
+    pub causes: Vec<CauseMatch>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CauseMatch {
+    pub field: String,
+    pub message: String,
+}
+
+/// A loaded, validated scenario: what the runner executes.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub suite: String,
+    pub group: String,
+    pub id: String,
+    pub title: String,
+    pub note: Option<String>,
+    pub modes: Vec<Mode>,
+    /// The object to create (base merged with the row).
+    pub object: serde_json::Value,
+    pub dry_run: bool,
+    pub update: Option<Update>,
+    pub expect: BTreeMap<Mode, Expectation>,
+    /// `file:line` of the row, for messages.
+    pub origin: String,
+}
+
+/// A loader error: where, which field, what is wrong. Always a usage error (exit code 2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {field}: {message}")]
+pub struct LoadError {
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+    pub field: String,
+    pub message: String,
+}
+
+const FAMILY_SYMBOLS: [&str; 4] = ["primary", "secondary", "IPv4", "IPv6"];
+const POLICIES: [&str; 3] = ["SingleStack", "PreferDualStack", "RequireDualStack"];
+const UNSETTABLE: [&str; 4] = ["ipFamilyPolicy", "ipFamilies", "clusterIP", "clusterIPs"];
+
+/// Placeholders usable in `create`, `update` and `clusterIPs` expectations.
+/// `$ip(F)`/`$ip2(F)`: distinct free addresses of family F in the service range (static band);
+/// `$outside(F)`: an address of family F outside any service range; `$kubernetes-ip`: the address of
+/// the `kubernetes` Service (always in use). F is primary, secondary, IPv4 or IPv6.
+pub fn parse_placeholder(text: &str) -> Option<Result<Placeholder, String>> {
+    let rest = text.strip_prefix('$')?;
+    if rest == "kubernetes-ip" {
+        return Some(Ok(Placeholder::KubernetesIp));
+    }
+    let parsed = (|| {
+        let (kind, arg) = rest.strip_suffix(')').and_then(|r| r.split_once('(')).ok_or("expected $kind(FAMILY)")?;
+        if !FAMILY_SYMBOLS.contains(&arg) {
+            return Err(format!("unknown family '{arg}' (expected one of {})", FAMILY_SYMBOLS.join(", ")));
+        }
+        let family = arg.to_string();
+        match kind {
+            "ip" => Ok(Placeholder::Free { family, index: 0 }),
+            "ip2" => Ok(Placeholder::Free { family, index: 1 }),
+            "outside" => Ok(Placeholder::Outside { family }),
+            other => Err(format!("unknown placeholder kind '{other}' (expected ip, ip2, outside)")),
+        }
+    })();
+    Some(parsed.map_err(|e| format!("placeholder '{text}': {e}")))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Placeholder {
+    Free { family: String, index: u8 },
+    Outside { family: String },
+    KubernetesIp,
+}
+
+/// Modes a key of `expect` covers.
+fn modes_of_key(key: &str) -> Option<Vec<Mode>> {
+    match key {
+        "all" => Some(Mode::ALL.to_vec()),
+        "single-stack" => Some(vec![Mode::Ipv4, Mode::Ipv6]),
+        "dual-stack" => Some(vec![Mode::Dual, Mode::DualIpv6Primary]),
+        other => other.parse::<Mode>().ok().map(|m| vec![m]),
+    }
+}
+
+/// Specificity of a key: a mode name beats a stack kind, which beats `all`.
+fn key_rank(key: &str) -> u8 {
+    match key {
+        "all" => 0,
+        "single-stack" | "dual-stack" => 1,
+        _ => 2,
+    }
+}
+
+/// Every string in a JSON value, for placeholder validation.
+fn strings_in(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| strings_in(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| strings_in(v, out)),
+        _ => {}
+    }
+}
+
+/// RFC 7386 JSON merge patch: `patch` applied onto `target`.
+pub fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    match (target, patch) {
+        (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
+            for (key, value) in p {
+                if value.is_null() {
+                    t.remove(key);
+                } else {
+                    merge(t.entry(key.clone()).or_insert(serde_json::Value::Null), value);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+/// Parses one table file. `name` is how the file is named in messages.
+pub fn parse_file(name: &str, text: &str) -> Result<Vec<Scenario>, LoadError> {
+    let at = |line: u64, column: u64, field: &str, message: String| LoadError {
+        file: name.to_string(),
+        line,
+        column,
+        field: field.to_string(),
+        message,
+    };
+    let file: SuiteFile = serde_saphyr::from_str(text).map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        let message = e.to_string();
+        // serde-saphyr appends the location to its text; keep only the cause.
+        let message = message.split(" at line ").next().unwrap_or(&message).trim().to_string();
+        let field = field_of_message(&message);
+        at(line, column, &field, message)
+    })?;
+    let suite = file.suite.value.clone();
+    if suite.is_empty() || !suite.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        let loc = file.suite.referenced;
+        return Err(at(loc.line(), loc.column(), "suite", format!("'{suite}' must be lower-case letters, digits and '-'")));
+    }
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    let mut scenarios = Vec::new();
+    for row in file.scenarios {
+        let id_loc = row.id.referenced;
+        let id = row.id.value.clone();
+        let here = |field: &str, message: String| at(id_loc.line(), id_loc.column(), field, message);
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(here("id", format!("'{id}' must be letters, digits and '-'")));
+        }
+        if let Some(first) = seen.insert(id.clone(), id_loc.line()) {
+            return Err(here("id", format!("duplicate id '{id}' (first defined at line {first})")));
+        }
+        let modes = match &row.modes {
+            None => Mode::ALL.to_vec(),
+            Some(spanned) => {
+                let loc = spanned.referenced;
+                let mut modes = Vec::new();
+                for name in &spanned.value {
+                    let mode = name.parse::<Mode>().map_err(|e| at(loc.line(), loc.column(), "modes", e.to_string()))?;
+                    modes.push(mode);
+                }
+                if modes.is_empty() {
+                    return Err(at(loc.line(), loc.column(), "modes", "must name at least one mode".into()));
+                }
+                modes
+            }
+        };
+        let mut expect = BTreeMap::new();
+        let mut keyed: BTreeMap<Mode, &str> = BTreeMap::new();
+        for (key, expectation) in &row.expect.value {
+            let loc = expectation.referenced;
+            let covered = modes_of_key(key).ok_or_else(|| {
+                at(loc.line(), loc.column(), "expect", format!("unknown key '{key}' (expected a mode, single-stack, dual-stack or all)"))
+            })?;
+            if key_rank(key) == 2 && !covered.iter().all(|m| modes.contains(m)) {
+                return Err(at(loc.line(), loc.column(), "expect", format!("expectation for mode '{key}', which the row does not claim")));
+            }
+            validate_expectation(&expectation.value, row.update.is_some())
+                .map_err(|(field, message)| at(loc.line(), loc.column(), &format!("expect.{key}.{field}"), message))?;
+            for mode in covered.into_iter().filter(|m| modes.contains(m)) {
+                let wins = keyed.get(&mode).is_none_or(|k| key_rank(key) > key_rank(k));
+                if wins {
+                    keyed.insert(mode, key);
+                    expect.insert(mode, expectation.value.clone());
+                }
+            }
+        }
+        for mode in &modes {
+            if !expect.contains_key(mode) {
+                let loc = row.expect.referenced;
+                return Err(at(loc.line(), loc.column(), "expect", format!("no expectation for mode '{mode}', which the row claims")));
+            }
+        }
+        let mut object = file.base.clone().unwrap_or_else(|| serde_json::json!({}));
+        merge(&mut object, &row.create);
+        let mut strings = Vec::new();
+        strings_in(&object, &mut strings);
+        if let Some(update) = &row.update {
+            update.set.values().for_each(|v| strings_in(v, &mut strings));
+            if let Some(body) = &update.body {
+                strings_in(body, &mut strings);
+            }
+            let is_put = update.method == UpdateMethod::Put;
+            if is_put && update.body.is_some() {
+                return Err(here("update.body", "only merge-patch and strategic-patch take a body".into()));
+            }
+            if !is_put && (update.body.is_none() || !update.set.is_empty() || !update.truncate.is_empty() || !update.remove.is_empty()) {
+                return Err(here("update", "a patch takes only a body".into()));
+            }
+        }
+        for s in &strings {
+            if let Some(Err(message)) = parse_placeholder(s) {
+                return Err(here("create", message));
+            }
+        }
+        scenarios.push(Scenario {
+            suite: suite.clone(),
+            group: file.group.clone(),
+            id,
+            title: row.title,
+            note: row.note,
+            modes,
+            object,
+            dry_run: row.dry_run,
+            update: row.update,
+            expect,
+            origin: format!("{name}:{}", id_loc.line()),
+        });
+    }
+    Ok(scenarios)
+}
+
+/// The field a serde message is about (`unknown field `x``, `missing field `y``).
+fn field_of_message(message: &str) -> String {
+    message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.contains("field"))
+        .map_or_else(|| "document".to_string(), str::to_string)
+}
+
+fn validate_expectation(e: &Expectation, has_update: bool) -> Result<(), (String, String)> {
+    let accepted_fields = e.policy.is_some() || e.families.is_some() || e.cluster_ips.is_some() || !e.unset.is_empty() || e.node_ports.is_some();
+    if e.rejected.is_some() && accepted_fields {
+        return Err(("rejected".into(), "a rejection cannot also expect policy, families, clusterIPs, unset or nodePorts".into()));
+    }
+    if e.rejected.is_none() && !accepted_fields {
+        return Err(("".into(), "expects nothing: give policy/families/clusterIPs/unset/nodePorts or rejected".into()));
+    }
+    if let Some(policy) = &e.policy
+        && !POLICIES.contains(&policy.as_str())
+    {
+        return Err(("policy".into(), format!("unknown policy '{policy}' (expected one of {})", POLICIES.join(", "))));
+    }
+    for family in e.families.iter().flatten() {
+        if !FAMILY_SYMBOLS.contains(&family.as_str()) {
+            return Err(("families".into(), format!("unknown family '{family}' (expected one of {})", FAMILY_SYMBOLS.join(", "))));
+        }
+    }
+    for ip in e.cluster_ips.iter().flatten() {
+        let valid = FAMILY_SYMBOLS.contains(&ip.as_str())
+            || ip == "None"
+            || (ip == "kept" && has_update)
+            || matches!(parse_placeholder(ip), Some(Ok(_)));
+        if !valid {
+            return Err(("clusterIPs".into(), format!("'{ip}' is not a family symbol, None, kept (updates only) or a placeholder")));
+        }
+    }
+    for field in &e.unset {
+        if !UNSETTABLE.contains(&field.as_str()) {
+            return Err(("unset".into(), format!("unknown field '{field}' (expected one of {})", UNSETTABLE.join(", "))));
+        }
+    }
+    if let Some(r) = &e.rejected
+        && !(400..600).contains(&r.status)
+    {
+        return Err(("rejected.status".into(), format!("{} is not an HTTP error status", r.status)));
+    }
+    Ok(())
+}
+
+/// Loads every `*.yaml` under `dirs` (sorted), failing on the first bad file; ids must be unique
+/// within a suite across files.
+pub fn load_dirs(dirs: &[PathBuf]) -> Result<Vec<Scenario>, LoadError> {
+    let mut files = Vec::new();
+    for dir in dirs {
+        collect_yaml(dir, &mut files).map_err(|message| LoadError {
+            file: dir.display().to_string(),
+            line: 0,
+            column: 0,
+            field: "suite-dir".into(),
+            message,
+        })?;
+    }
+    files.sort();
+    let mut all: Vec<Scenario> = Vec::new();
+    let mut ids: BTreeSet<(String, String)> = BTreeSet::new();
+    for path in files {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|e| LoadError {
+            file: name.clone(),
+            line: 0,
+            column: 0,
+            field: "file".into(),
+            message: e.to_string(),
+        })?;
+        for scenario in parse_file(&name, &text)? {
+            if !ids.insert((scenario.suite.clone(), scenario.id.clone())) {
+                let line = scenario.origin.rsplit(':').next().and_then(|l| l.parse().ok()).unwrap_or(0);
+                return Err(LoadError {
+                    file: name.clone(),
+                    line,
+                    column: 0,
+                    field: "id".into(),
+                    message: format!("duplicate id '{}' in suite '{}' (defined in another file)", scenario.id, scenario.suite),
+                });
+            }
+            all.push(scenario);
+        }
+    }
+    Ok(all)
+}
+
+fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read directory: {e}"))?;
+    for entry in entries {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.is_dir() {
+            collect_yaml(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
