@@ -1,1 +1,103 @@
+//! dualstack's results and their writers. Knows nothing of Kubernetes: the runner emits `Event`s,
+//! every reporter (console, JUnit) consumes the same stream, so they never disagree, and a run that
+//! stops early still reports everything up to that point.
+#![forbid(unsafe_code)]
 
+pub mod console;
+pub mod junit;
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    Passed,
+    Failed,
+    /// The case could not reach a verdict (API unreachable, timeout, interrupted).
+    Error,
+    Skipped,
+}
+
+/// One (scenario, mode) result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseResult {
+    pub suite: String,
+    pub group: String,
+    pub id: String,
+    pub title: String,
+    pub mode: String,
+    pub status: Status,
+    pub duration: Duration,
+    pub expected: String,
+    pub actual: String,
+    /// Why it failed, errored or was skipped, in one line.
+    pub message: String,
+    /// Diagnostics for the JUnit system-out (events, states, log paths).
+    pub diagnostics: String,
+}
+
+impl CaseResult {
+    /// `S12 PreferDualStack gets every configured family [dual]`: stable across runs.
+    pub fn name(&self) -> String {
+        format!("{} {} [{}]", self.id, self.title, self.mode)
+    }
+}
+
+/// What the runner reports, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    ModeStarted { mode: String, cases: usize },
+    CaseFinished(CaseResult),
+    /// The mode could not run at all (cluster creation, detection); becomes a failed case so CI
+    /// always has a report.
+    SetupFailed { mode: String, phase: String, message: String },
+    ModeFinished { mode: String, duration: Duration },
+}
+
+/// Every result of a run, built from the event stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub cases: Vec<CaseResult>,
+    pub mode_durations: Vec<(String, Duration)>,
+}
+
+impl Report {
+    pub fn record(&mut self, event: &Event) {
+        match event {
+            Event::CaseFinished(case) => self.cases.push(case.clone()),
+            Event::SetupFailed { mode, phase, message } => self.cases.push(CaseResult {
+                suite: "setup".into(),
+                group: "setup".into(),
+                id: phase.clone(),
+                title: "cluster setup".into(),
+                mode: mode.clone(),
+                status: Status::Error,
+                duration: Duration::ZERO,
+                expected: format!("{phase} succeeds"),
+                actual: message.clone(),
+                message: message.clone(),
+                diagnostics: String::new(),
+            }),
+            Event::ModeFinished { mode, duration } => self.mode_durations.push((mode.clone(), *duration)),
+            Event::ModeStarted { .. } => {}
+        }
+    }
+
+    pub fn count(&self, status: Status) -> usize {
+        self.cases.iter().filter(|c| c.status == status).count()
+    }
+
+    /// True when nothing failed or errored.
+    pub fn passed(&self) -> bool {
+        self.count(Status::Failed) == 0 && self.count(Status::Error) == 0
+    }
+}
+
+/// Writes `content` to `path` atomically: a temp file in the same directory, then a rename.
+pub fn write_atomically(path: &std::path::Path, content: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, content)?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,58 @@
+//! Snapshots of the JUnit and console output for a fixed result set.
+
+use reports::{CaseResult, Event, Report, Status};
+use std::time::Duration;
+
+fn case(id: &str, title: &str, mode: &str, status: Status, message: &str) -> CaseResult {
+    CaseResult {
+        suite: "services".into(),
+        group: "allocation".into(),
+        id: id.into(),
+        title: title.into(),
+        mode: mode.into(),
+        status,
+        duration: Duration::from_millis(125),
+        expected: "accepted: policy=PreferDualStack families=[IPv4,IPv6]".into(),
+        actual: if status == Status::Failed { "accepted: policy=PreferDualStack families=[IPv4]".into() } else { "as expected".into() },
+        message: message.into(),
+        diagnostics: if status == Status::Error { "pod events: FailedScheduling 0/2 nodes".into() } else { String::new() },
+    }
+}
+
+fn fixed_report() -> (Report, Vec<Event>) {
+    let events = vec![
+        Event::ModeStarted { mode: "dual".into(), cases: 4 },
+        Event::CaseFinished(case("S12", "PreferDualStack gets every configured family", "dual", Status::Passed, "")),
+        Event::CaseFinished(case("S13", "PreferDualStack on IPv6-primary <gets> & \"both\"", "dual", Status::Failed, "ipFamilies [\"IPv4\"] instead of [\"IPv4\", \"IPv6\"]")),
+        Event::CaseFinished(case("S22", "RequireDualStack is refused on single-stack", "dual", Status::Skipped, "row applies to ipv4, ipv6")),
+        Event::CaseFinished(case("S24", "RequireDualStack on dual", "dual", Status::Error, "timed out after 20s waiting for the Service")),
+        Event::ModeFinished { mode: "dual".into(), duration: Duration::from_secs(3) },
+        Event::SetupFailed { mode: "ipv6".into(), phase: "create".into(), message: "kind create cluster failed".into() },
+    ];
+    let mut report = Report::default();
+    events.iter().for_each(|e| report.record(e));
+    (report, events)
+}
+
+#[test]
+fn junit_snapshot() {
+    let (report, _) = fixed_report();
+    insta::assert_snapshot!(reports::junit::to_xml(&report).unwrap_or_default());
+}
+
+#[test]
+fn console_snapshot() {
+    let (report, events) = fixed_report();
+    let lines: Vec<String> = events.iter().filter_map(reports::console::line).collect();
+    insta::assert_snapshot!(format!("{}\n{}", lines.join("\n"), reports::console::summary(&report)));
+}
+
+#[test]
+fn atomic_write_leaves_no_temp_files() {
+    let dir = std::env::temp_dir().join(format!("dualstack-reports-test-{}", std::process::id()));
+    let path = dir.join("junit.xml");
+    reports::write_atomically(&path, b"<testsuites/>").unwrap_or_default();
+    let names: Vec<String> = std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, vec!["junit.xml".to_string()]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
