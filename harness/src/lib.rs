@@ -15,3 +15,4 @@ pub use mode::{IpFamily, Mode};
 pub mod scenario;
 pub mod detect;
 pub mod services;
+pub mod runner;

@@ -70,6 +70,9 @@ pub struct Update {
     /// Dotted paths removed.
     #[serde(default)]
     pub remove: Vec<String>,
+    /// Dotted paths of lists with values appended (after `truncate`).
+    #[serde(default)]
+    pub append: BTreeMap<String, Vec<serde_json::Value>>,
     /// Start from the object as first submitted (an old manifest re-applied) instead of as read.
     #[serde(default, rename = "fromOriginal")]
     pub from_original: bool,
@@ -313,6 +316,7 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<Scenario>, LoadError> {
         strings_in(&object, &mut strings);
         if let Some(update) = &row.update {
             update.set.values().for_each(|v| strings_in(v, &mut strings));
+            update.append.values().flatten().for_each(|v| strings_in(v, &mut strings));
             if let Some(body) = &update.body {
                 strings_in(body, &mut strings);
             }
@@ -320,7 +324,7 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<Scenario>, LoadError> {
             if is_put && update.body.is_some() {
                 return Err(here("update.body", "only merge-patch and strategic-patch take a body".into()));
             }
-            if !is_put && (update.body.is_none() || !update.set.is_empty() || !update.truncate.is_empty() || !update.remove.is_empty()) {
+            if !is_put && (update.body.is_none() || !update.set.is_empty() || !update.truncate.is_empty() || !update.remove.is_empty() || !update.append.is_empty()) {
                 return Err(here("update", "a patch takes only a body".into()));
             }
         }

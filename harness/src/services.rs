@@ -60,6 +60,7 @@ impl AddressBook {
         collect_strings(&scenario.object, &mut strings);
         if let Some(update) = &scenario.update {
             update.set.values().for_each(|v| collect_strings(v, &mut strings));
+            update.append.values().flatten().for_each(|v| collect_strings(v, &mut strings));
             if let Some(body) = &update.body {
                 collect_strings(body, &mut strings);
             }
@@ -142,7 +143,7 @@ fn path_parent<'a>(root: &'a mut Value, path: &str) -> Option<(&'a mut serde_jso
     Some((node.as_object_mut()?, last))
 }
 
-/// Applies a PUT-style change (`set`, `truncate`, `remove`) to an object.
+/// Applies a PUT-style change (`set`, `truncate`, `remove`, `append`, in that order) to an object.
 fn apply_changes(object: &mut Value, update: &crate::scenario::Update, book: &BTreeMap<Placeholder, String>) {
     for (path, value) in &update.set {
         if let Some((parent, key)) = path_parent(object, path) {
@@ -159,6 +160,13 @@ fn apply_changes(object: &mut Value, update: &crate::scenario::Update, book: &BT
     for path in &update.remove {
         if let Some((parent, key)) = path_parent(object, path) {
             parent.remove(&key);
+        }
+    }
+    for (path, values) in &update.append {
+        if let Some((parent, key)) = path_parent(object, path)
+            && let Value::Array(items) = parent.entry(key).or_insert_with(|| Value::Array(vec![]))
+        {
+            items.extend(values.iter().map(|v| substitute(v, book)));
         }
     }
 }

@@ -141,7 +141,8 @@ async fn verify_workloads(client: &Client, mode: Mode, namespace: &str, nodes: &
                 let responder = got.answer.as_ref().map(|a| a.hostname.clone());
                 let passed = got.ok && responder.as_deref() == Some("server");
                 let detail = format!(
-                    "client on {client_node} -> server {ip}:{PROBE_PORT} on {server_node}: {}",
+                    "client on {client_node} -> server {} on {server_node}: {}",
+                    SocketAddr::new(ip, PROBE_PORT),
                     got.error.unwrap_or_else(|| format!("answered by {}", responder.unwrap_or_default()))
                 );
                 checks.push(Check::new(check_name, passed, detail));
