@@ -4,6 +4,8 @@
 use clap::{Args, Parser, Subcommand};
 use harness::cluster::{self, KindCluster};
 use harness::kind::{ClusterFiles, ClusterSpec};
+use harness::runner::{self, Plan, RunOptions, Selection, plan};
+use harness::scenario::Scenario;
 use harness::{Error, Mode};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +39,64 @@ enum Command {
     /// Create, check and delete KIND clusters.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Run the scenario tables against a cluster (created for the run, or --kubeconfig).
+    #[command(after_help = "Examples:\n  dualstack run --mode dual --report-dir reports-out\n  \
+dualstack run --mode ipv6 --kubeconfig ~/.kube/config --filter 'S1*' --report-dir out")]
+    Run(RunArgs),
+    /// List every scenario id x mode that would run, and why any is skipped.
+    #[command(after_help = "Example: dualstack list --mode ipv4 --skip 'U*'")]
+    List(ListArgs),
+}
+
+#[derive(Args, Clone)]
+struct SelectionArgs {
+    /// Extra directory of scenario tables (repeatable), added to the built-in suites/.
+    #[arg(long = "suite-dir")]
+    suite_dirs: Vec<PathBuf>,
+    /// Run only scenarios whose ID or SUITE/ID matches this glob (repeatable).
+    #[arg(long)]
+    filter: Vec<String>,
+    /// Skip scenarios whose ID or SUITE/ID matches this glob (repeatable).
+    #[arg(long)]
+    skip: Vec<String>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// ipv4, ipv6, dual (IPv4 primary) or dual-ipv6-primary.
+    #[arg(long)]
+    mode: String,
+    /// Run against this cluster instead of creating one; its real mode must match --mode.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    #[arg(long, requires = "kubeconfig")]
+    context: Option<String>,
+    /// Where junit.xml goes.
+    #[arg(long, default_value = "dualstack-reports")]
+    report_dir: PathBuf,
+    /// Keep the cluster the run created.
+    #[arg(long)]
+    keep: bool,
+    /// Scenarios in flight at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Seconds one scenario may take.
+    #[arg(long, default_value_t = 30)]
+    case_timeout: u64,
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// Test-only: judge with the expectations of this mode (proves verdicts follow the tables).
+    #[arg(long, hide = true)]
+    judge_as: Option<String>,
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Only this mode (default: all four).
+    #[arg(long)]
+    mode: Option<String>,
+    #[command(flatten)]
+    selection: SelectionArgs,
 }
 
 #[derive(Subcommand)]
@@ -98,6 +158,7 @@ fn parse_mode(text: &str) -> Result<Mode, Error> {
 
 fn exit_code(error: &Error) -> u8 {
     match error {
+        Error::Interrupted => exit::INTERRUPTED,
         Error::Usage(_) | Error::Kubeconfig { .. } => exit::USAGE,
         _ => exit::ENVIRONMENT,
     }
@@ -135,7 +196,184 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             Ok(exit::OK)
         }
         Command::Cluster(ClusterCommand::Check(args)) => cluster_check(args).await,
+        Command::Run(args) => run_suites(args).await,
+        Command::List(args) => list(args),
     }
+}
+
+fn suites_dir() -> PathBuf {
+    std::env::var_os("DUALSTACK_SUITES").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("suites"), PathBuf::from)
+}
+
+/// Loads the built-in tables plus the vendor's; any table error is a usage error naming file:line.
+fn load_scenarios(selection: &SelectionArgs) -> Result<(Vec<Scenario>, Selection), Error> {
+    let mut dirs = vec![suites_dir()];
+    dirs.extend(selection.suite_dirs.iter().cloned());
+    let scenarios = harness::scenario::load_dirs(&dirs).map_err(|e| Error::Usage(e.to_string()))?;
+    let selection = Selection::new(&selection.filter, &selection.skip)?;
+    Ok((scenarios, selection))
+}
+
+fn list(args: ListArgs) -> Result<u8, Error> {
+    let modes = match &args.mode {
+        Some(m) => vec![parse_mode(m)?],
+        None => Mode::ALL.to_vec(),
+    };
+    let (scenarios, selection) = load_scenarios(&args.selection)?;
+    let (mut run, mut skipped) = (0, 0);
+    for mode in &modes {
+        for scenario in &scenarios {
+            match plan(scenario, *mode, &selection) {
+                Plan::Run => {
+                    run += 1;
+                    println!("run  {}/{:<14} [{mode}] {}", scenario.suite, scenario.id, scenario.title);
+                }
+                Plan::Skip(reason) => {
+                    skipped += 1;
+                    println!("skip {}/{:<14} [{mode}] {reason}", scenario.suite, scenario.id);
+                }
+            }
+        }
+    }
+    println!("{run} to run, {skipped} skipped, {} scenarios in the tables", scenarios.len());
+    Ok(exit::OK)
+}
+
+/// Fails early (usage) when the report directory cannot be written.
+fn check_report_dir(dir: &std::path::Path) -> Result<(), Error> {
+    let probe = dir.join(".dualstack-write-test");
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(&probe, b""))
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| Error::Usage(format!("report dir {}: cannot write: {e}", dir.display())))
+}
+
+async fn run_suites(args: RunArgs) -> Result<u8, Error> {
+    let mode = parse_mode(&args.mode)?;
+    let judge_as = args.judge_as.as_deref().map(parse_mode).transpose()?;
+    let (scenarios, selection) = load_scenarios(&args.selection)?;
+    check_report_dir(&args.report_dir)?;
+    let options = RunOptions {
+        concurrency: args.concurrency,
+        case_timeout: Duration::from_secs(args.case_timeout),
+        selection,
+        judge_as,
+    };
+    let report = std::sync::Mutex::new(reports::Report::default());
+    let emit = |event: reports::Event| {
+        if let Some(line) = reports::console::line(&event) {
+            println!("{line}");
+        }
+        if let Ok(mut r) = report.lock() {
+            r.record(&event);
+        }
+    };
+    let started = Instant::now();
+    let outcome = tokio::select! {
+        outcome = run_mode(&args, mode, &scenarios, &options, &emit) => outcome,
+        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+    };
+    if let Err(e) = &outcome {
+        emit(reports::Event::SetupFailed { mode: mode.name().into(), phase: phase_of(e).into(), message: e.to_string() });
+    }
+    emit(reports::Event::ModeFinished { mode: mode.name().into(), duration: started.elapsed() });
+    let report = report.into_inner().unwrap_or_default();
+    let junit = args.report_dir.join("junit.xml");
+    reports::junit::write(&report, &junit).map_err(Error::io(format!("writing {}", junit.display())))?;
+    print!("{}", reports::console::summary(&report));
+    println!("junit: {}  ({:.1}s)", junit.display(), started.elapsed().as_secs_f64());
+    match outcome {
+        Err(Error::Interrupted) => Ok(exit::INTERRUPTED),
+        Err(e) => Err(e),
+        Ok(()) if report.passed() => Ok(exit::OK),
+        Ok(()) => Ok(exit::CONFORMANCE_FAILURES),
+    }
+}
+
+fn phase_of(error: &Error) -> &'static str {
+    match error {
+        Error::ClusterCreate { .. } | Error::Timeout { .. } => "create",
+        Error::Interrupted => "interrupted",
+        _ => "setup",
+    }
+}
+
+/// One mode: the cluster (given or created), its detected facts, the suites, then cleanup.
+async fn run_mode(
+    args: &RunArgs,
+    mode: Mode,
+    scenarios: &[Scenario],
+    options: &RunOptions,
+    emit: &(dyn Fn(reports::Event) + Sync),
+) -> Result<(), Error> {
+    if let Some(path) = &args.kubeconfig {
+        let client = cluster::client_from_kubeconfig(path, args.context.as_deref()).await?;
+        return run_on(&client, mode, scenarios, options, emit).await;
+    }
+    let name = harness::kind::unique_cluster_name(mode);
+    let files = ClusterFiles::new(&name)?;
+    let created = KindCluster::up(&name, ClusterSpec::new(mode), None, Duration::from_secs(180));
+    // Whatever happens next (failure or Ctrl-C dropping this future), the cluster goes away.
+    let guard = ClusterGuard { files: files.clone(), keep: args.keep };
+    let (cluster, _) = created.await?;
+    let outcome = run_on(&cluster.client, mode, scenarios, options, emit).await;
+    if args.keep {
+        println!("kept cluster {name}; kubeconfig {}", files.kubeconfig.display());
+    }
+    guard.finish().await;
+    outcome
+}
+
+/// Deletes a created cluster on every path out of `run_mode`, including an interrupt.
+struct ClusterGuard {
+    files: ClusterFiles,
+    keep: bool,
+}
+
+impl ClusterGuard {
+    async fn finish(self) {
+        if !self.keep {
+            if let Err(e) = cluster::destroy(&self.files).await {
+                eprintln!("warning: deleting cluster {}: {e}", self.files.name);
+            }
+        }
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        // Dropped without finish(): an error or an interrupt. Delete synchronously.
+        let _ = std::process::Command::new(harness::kind::Kind::locate().map(|k| k.binary().to_path_buf()).unwrap_or_else(|_| "kind".into()))
+            .args(["delete", "cluster", "--name", &self.files.name])
+            .status();
+        let _ = std::process::Command::new("docker").args(["network", "rm", &self.files.network]).output();
+        let _ = self.files.remove_dir();
+    }
+}
+
+async fn run_on(
+    client: &kube::Client,
+    mode: Mode,
+    scenarios: &[Scenario],
+    options: &RunOptions,
+    emit: &(dyn Fn(reports::Event) + Sync),
+) -> Result<(), Error> {
+    let facts = harness::detect::detect(client).await?;
+    if facts.mode != mode {
+        return Err(Error::Environment(format!(
+            "the cluster is {} (service ranges {:?}), not {mode} as requested; refusing to run",
+            facts.mode, facts.service_cidrs
+        )));
+    }
+    println!("[{mode}] cluster detected: {} service ranges {:?}, Kubernetes {}", facts.mode, facts.service_cidrs, facts.server_version);
+    let selected = scenarios.iter().filter(|s| plan(s, mode, &options.selection) == Plan::Run).count();
+    emit(reports::Event::ModeStarted { mode: mode.name().into(), cases: selected });
+    runner::run_services(client, &facts, scenarios, options, emit).await;
+    Ok(())
 }
 
 fn fixtures_dir() -> PathBuf {

@@ -161,6 +161,10 @@ impl Kind {
             .ok_or_else(|| Error::Environment("the kind CLI was not found; run `dualstack prepare` first".into()))
     }
 
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.binary);
         cmd.stdin(Stdio::null()).kill_on_drop(true);
