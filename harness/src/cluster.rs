@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 
 /// A kube client for a kubeconfig file and optional context.
 pub async fn client_from_kubeconfig(path: &Path, context: Option<&str>) -> Result<Client> {
-    let bad = |cause: String| Error::Kubeconfig { path: path.to_path_buf(), cause };
+    // Parser errors may carry a multi-line source snippet; one line is enough to point at the file.
+    let bad = |cause: String| Error::Kubeconfig {
+        path: path.to_path_buf(),
+        cause: cause.lines().next().unwrap_or_default().to_string(),
+    };
     let kubeconfig = Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
     let options = KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| bad(e.to_string()))?;

@@ -141,6 +141,8 @@ pub struct Scenario {
     pub expect: BTreeMap<Mode, Expectation>,
     /// `file:line` of the row, for messages.
     pub origin: String,
+    /// Line and column of the row's id.
+    pub position: (u64, u64),
 }
 
 /// A loader error: where, which field, what is wrong. Always a usage error (exit code 2).
@@ -246,10 +248,18 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<Scenario>, LoadError> {
     };
     let file: SuiteFile = serde_saphyr::from_str(text).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-        let message = e.to_string();
-        // serde-saphyr appends the location to its text; keep only the cause.
-        let message = message.split(" at line ").next().unwrap_or(&message).trim().to_string();
-        let field = field_of_message(&message);
+        // serde-saphyr renders "error: line L column C: CAUSE" plus a source snippet; keep the cause,
+        // since file:line:column are ours to print.
+        let rendered = e.to_string();
+        let first = rendered.lines().next().unwrap_or_default();
+        let message = first
+            .split_once(": ")
+            .filter(|(head, _)| head.starts_with("error"))
+            .map_or(first, |(_, rest)| rest)
+            .split_once(": ")
+            .filter(|(head, _)| head.starts_with("line "))
+            .map_or_else(|| first.to_string(), |(_, cause)| cause.to_string());
+        let field = field_of_message(&message).unwrap_or_else(|| key_at(text, line, column));
         at(line, column, &field, message)
     })?;
     let suite = file.suite.value.clone();
@@ -294,8 +304,10 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<Scenario>, LoadError> {
             if key_rank(key) == 2 && !covered.iter().all(|m| modes.contains(m)) {
                 return Err(at(loc.line(), loc.column(), "expect", format!("expectation for mode '{key}', which the row does not claim")));
             }
-            validate_expectation(&expectation.value, row.update.is_some())
-                .map_err(|(field, message)| at(loc.line(), loc.column(), &format!("expect.{key}.{field}"), message))?;
+            validate_expectation(&expectation.value, row.update.is_some()).map_err(|(field, message)| {
+                let path = if field.is_empty() { format!("expect.{key}") } else { format!("expect.{key}.{field}") };
+                at(loc.line(), loc.column(), &path, message)
+            })?;
             for mode in covered.into_iter().filter(|m| modes.contains(m)) {
                 let wins = keyed.get(&mode).is_none_or(|k| key_rank(key) > key_rank(k));
                 if wins {
@@ -345,18 +357,28 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<Scenario>, LoadError> {
             update: row.update,
             expect,
             origin: format!("{name}:{}", id_loc.line()),
+            position: (id_loc.line(), id_loc.column()),
         });
     }
     Ok(scenarios)
 }
 
 /// The field a serde message is about (`unknown field `x``, `missing field `y``).
-fn field_of_message(message: &str) -> String {
-    message
-        .split('`')
+fn field_of_message(message: &str) -> Option<String> {
+    message.split('`').nth(1).filter(|_| message.contains("field")).map(str::to_string)
+}
+
+/// The YAML key written last before `column` on `line` (the key whose value is at fault), or
+/// `document` when there is none.
+fn key_at(text: &str, line: u64, column: u64) -> String {
+    let source_line = text.lines().nth(usize::try_from(line.saturating_sub(1)).unwrap_or(usize::MAX)).unwrap_or_default();
+    let before: String = source_line.chars().take(usize::try_from(column.saturating_sub(1)).unwrap_or(0)).collect();
+    before
+        .rsplit(':')
         .nth(1)
-        .filter(|_| message.contains("field"))
-        .map_or_else(|| "document".to_string(), str::to_string)
+        .map(|k| k.trim_start_matches(|c: char| c.is_whitespace() || c == '{' || c == ',' || c == '-').trim().to_string())
+        .filter(|k| !k.is_empty() && !k.contains(' '))
+        .unwrap_or_else(|| "document".into())
 }
 
 fn validate_expectation(e: &Expectation, has_update: bool) -> Result<(), (String, String)> {
@@ -399,20 +421,23 @@ fn validate_expectation(e: &Expectation, has_update: bool) -> Result<(), (String
     Ok(())
 }
 
-/// Loads every `*.yaml` under `dirs` (sorted), failing on the first bad file; ids must be unique
-/// within a suite across files.
+/// Loads every `*.yaml` under `dirs`, directory by directory in the given order (files sorted within
+/// each), failing on the first bad file; ids must be unique within a suite across files, and a
+/// clash is reported at the later file (a vendor's, since the built-in suites come first).
 pub fn load_dirs(dirs: &[PathBuf]) -> Result<Vec<Scenario>, LoadError> {
     let mut files = Vec::new();
     for dir in dirs {
-        collect_yaml(dir, &mut files).map_err(|message| LoadError {
+        let mut in_dir = Vec::new();
+        collect_yaml(dir, &mut in_dir).map_err(|message| LoadError {
             file: dir.display().to_string(),
             line: 0,
             column: 0,
             field: "suite-dir".into(),
             message,
         })?;
+        in_dir.sort();
+        files.extend(in_dir);
     }
-    files.sort();
     let mut all: Vec<Scenario> = Vec::new();
     let mut ids: BTreeSet<(String, String)> = BTreeSet::new();
     for path in files {
@@ -426,11 +451,10 @@ pub fn load_dirs(dirs: &[PathBuf]) -> Result<Vec<Scenario>, LoadError> {
         })?;
         for scenario in parse_file(&name, &text)? {
             if !ids.insert((scenario.suite.clone(), scenario.id.clone())) {
-                let line = scenario.origin.rsplit(':').next().and_then(|l| l.parse().ok()).unwrap_or(0);
                 return Err(LoadError {
                     file: name.clone(),
-                    line,
-                    column: 0,
+                    line: scenario.position.0,
+                    column: scenario.position.1,
                     field: "id".into(),
                     message: format!("duplicate id '{}' in suite '{}' (defined in another file)", scenario.id, scenario.suite),
                 });

@@ -43,6 +43,17 @@ pub fn family_of_symbol(symbol: &str, mode: Mode) -> Option<IpFamily> {
     }
 }
 
+/// The expectation with its family symbols resolved for `mode`, so that the expectations of two
+/// modes can be compared (two modes differ on a row exactly when these differ).
+pub fn concrete(expectation: &Expectation, mode: Mode) -> Expectation {
+    let resolve = |s: &String| family_of_symbol(s, mode).map_or_else(|| s.clone(), |f| f.to_string());
+    Expectation {
+        families: expectation.families.as_ref().map(|f| f.iter().map(resolve).collect()),
+        cluster_ips: expectation.cluster_ips.as_ref().map(|ips| ips.iter().map(resolve).collect()),
+        ..expectation.clone()
+    }
+}
+
 /// Addresses chosen for a scenario's placeholders; unique across concurrent scenarios of a run.
 pub struct AddressBook {
     next: AtomicU32,
