@@ -1,0 +1,183 @@
+//! End to end against real KIND clusters built by the harness (needs `dualstack prepare` first; the
+//! README's test command runs it). Cluster tests take a lock: on 2 cores one cluster at a time is
+//! both faster and steadier than several.
+
+use harness::Mode;
+use harness::scenario::load_dirs;
+use harness::services::concrete;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn dualstack(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_dualstack")).args(args).output();
+    match out {
+        Ok(o) => {
+            eprintln!("$ dualstack {}\n{}{}", args.join(" "), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+            o
+        }
+        Err(e) => panic!("cannot run dualstack: {e}"),
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:x}", std::process::id() & 0xfffff)
+}
+
+/// Names of docker containers and networks that mention `name`.
+fn docker_leftovers(name: &str) -> Vec<String> {
+    let list = |args: &[&str]| -> Vec<String> {
+        Command::new("docker")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let mut names = list(&["ps", "-a", "--format", "{{.Names}}"]);
+    names.extend(list(&["network", "ls", "--format", "{{.Name}}"]));
+    names.into_iter().filter(|n| n.contains(name)).collect()
+}
+
+fn validate_junit(path: &Path) {
+    let schema = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/junit/junit-10.xsd");
+    let out = Command::new("xmllint").arg("--noout").arg("--schema").arg(&schema).arg(path).output();
+    let ok = out.as_ref().is_ok_and(|o| o.status.success());
+    assert!(ok, "{} does not validate against junit-10.xsd: {:?}", path.display(), out.map(|o| stderr(&o)));
+}
+
+/// (testcase name, failed?) of every executed or skipped case in a JUnit file.
+fn junit_cases(path: &Path) -> Vec<(String, quick_junit::TestCaseStatus)> {
+    let xml = std::fs::read_to_string(path).unwrap_or_default();
+    let report = quick_junit::Report::deserialize_from_str(&xml).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    report.test_suites.into_iter().flat_map(|s| s.test_cases).map(|c| (c.name.to_string(), c.status)).collect()
+}
+
+fn is_failure(status: &quick_junit::TestCaseStatus) -> bool {
+    matches!(status, quick_junit::TestCaseStatus::NonSuccess { kind: quick_junit::NonSuccessKind::Failure, .. })
+}
+
+fn is_success(status: &quick_junit::TestCaseStatus) -> bool {
+    matches!(status, quick_junit::TestCaseStatus::Success { .. })
+}
+
+/// Ids of rows that claim both modes and whose expectations differ between them: exactly these
+/// must fail when `judge` expectations are applied to a `real` cluster.
+fn rows_that_differ(real: Mode, judge: Mode) -> (BTreeSet<String>, BTreeSet<String>) {
+    let scenarios = load_dirs(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("suites")]).unwrap_or_default();
+    let (mut differ, mut same) = (BTreeSet::new(), BTreeSet::new());
+    for s in scenarios.iter().filter(|s| s.modes.contains(&real) && s.modes.contains(&judge)) {
+        let (Some(a), Some(b)) = (s.expect.get(&real), s.expect.get(&judge)) else { continue };
+        if concrete(a, real) == concrete(b, judge) { same.insert(s.id.clone()) } else { differ.insert(s.id.clone()) };
+    }
+    (differ, same)
+}
+
+/// Up, check, run the Service suites, prove detection, down: everything `.ci/run` needs of a mode.
+fn end_to_end(mode: Mode, judge_as: Mode, min_executed: usize) {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let name = unique(&format!("e2e-{}", mode.name()));
+    let up = dualstack(&["cluster", "up", "--mode", mode.name(), "--name", &name]);
+    assert_eq!(up.status.code(), Some(0), "cluster up: {}", stderr(&up));
+    assert!(stdout(&up).contains("ready in"), "{}", stdout(&up));
+    let kubeconfig = std::env::temp_dir().join("dualstack/clusters").join(&name).join("kubeconfig");
+    let kubeconfig = kubeconfig.to_string_lossy().into_owned();
+
+    let outcome = std::panic::catch_unwind(|| {
+        // The readiness verification: addressing, DNS and cross-node traffic per family.
+        let check = dualstack(&["cluster", "check", "--mode", mode.name(), "--name", &name]);
+        assert_eq!(check.status.code(), Some(0), "cluster check failed:\n{}", stdout(&check));
+        let checks = 8 * mode.families().len();
+        assert!(stdout(&check).contains(&format!("{checks} checks, {checks} passed, 0 failed")), "{}", stdout(&check));
+
+        // Every applicable Service scenario passes.
+        let reports = std::env::temp_dir().join(format!("{name}-reports"));
+        let dir = reports.to_string_lossy().into_owned();
+        let run = dualstack(&["run", "--mode", mode.name(), "--kubeconfig", &kubeconfig, "--report-dir", &dir]);
+        assert_eq!(run.status.code(), Some(0), "run failed:\n{}", stdout(&run));
+        let junit = reports.join("junit.xml");
+        validate_junit(&junit);
+        let cases = junit_cases(&junit);
+        let executed = cases.iter().filter(|(_, s)| is_success(s)).count();
+        assert!(executed >= min_executed, "{executed} cases executed, expected at least {min_executed}");
+
+        // The runner refuses a cluster whose real mode is not the requested one.
+        let wrong = dualstack(&["run", "--mode", judge_as.name(), "--kubeconfig", &kubeconfig, "--report-dir", &dir]);
+        assert_eq!(wrong.status.code(), Some(3));
+        assert!(stderr(&wrong).contains(&format!("the cluster is {}", mode.name())), "{}", stderr(&wrong));
+
+        // Detection: judged with another mode's expectations, exactly the rows whose expectations
+        // differ fail, each naming a difference.
+        let forced = dualstack(&["run", "--mode", mode.name(), "--kubeconfig", &kubeconfig, "--report-dir", &dir, "--judge-as", judge_as.name()]);
+        assert_eq!(forced.status.code(), Some(1), "{}", stdout(&forced));
+        let cases = junit_cases(&junit);
+        let failed: BTreeSet<String> = cases
+            .iter()
+            .filter(|(_, s)| is_failure(s))
+            .map(|(n, _)| n.split(' ').next().unwrap_or_default().to_string())
+            .collect();
+        let passed: BTreeSet<String> =
+            cases.iter().filter(|(_, s)| is_success(s)).map(|(n, _)| n.split(' ').next().unwrap_or_default().to_string()).collect();
+        let (differ, same) = rows_that_differ(mode, judge_as);
+        assert!(!differ.is_empty(), "no row differs between {mode} and {judge_as}");
+        assert_eq!(failed, differ, "failing rows differ from the rows whose expectations differ");
+        assert_eq!(passed, same);
+        let _ = std::fs::remove_dir_all(&reports);
+    });
+
+    let down = dualstack(&["cluster", "down", "--name", &name]);
+    assert_eq!(down.status.code(), Some(0), "cluster down: {}", stderr(&down));
+    assert_eq!(docker_leftovers(&name), Vec::<String>::new(), "containers or networks left behind");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+#[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
+fn dual_cluster_end_to_end() {
+    end_to_end(Mode::Dual, Mode::Ipv4, 60);
+}
+
+#[test]
+#[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
+fn ipv6_cluster_end_to_end() {
+    end_to_end(Mode::Ipv6, Mode::DualIpv6Primary, 40);
+}
+
+#[test]
+#[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
+fn a_node_image_that_does_not_exist_fails_cleanly() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let name = unique("e2e-noimage");
+    let out = dualstack(&["cluster", "up", "--mode", "ipv4", "--name", &name, "--node-image", "dualstack.local/kind-node:does-not-exist"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with(&format!("error: creating cluster {name} failed: ")), "{err}");
+    assert_eq!(docker_leftovers(&name), Vec::<String>::new());
+}
+
+#[test]
+#[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
+fn kind_failing_mid_create_leaves_nothing_behind() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let name = unique("e2e-midcreate");
+    // An image that exists but is no KIND node: kind starts the containers, then fails.
+    let out = dualstack(&["cluster", "up", "--mode", "dual", "--name", &name, "--node-image", "dualstack.local/base-iptables:bookworm"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("exported logs: "), "{err}");
+    assert_eq!(docker_leftovers(&name), Vec::<String>::new());
+}
