@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use harness::cluster::{self, KindCluster};
 use harness::kind::{ClusterFiles, ClusterSpec};
 use harness::runner::{self, Plan, RunOptions, Selection, plan};
-use harness::scenario::Scenario;
+use harness::scenario::Tables;
 use harness::{Error, Mode};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +50,9 @@ dualstack run --mode ipv6 --kubeconfig ~/.kube/config --filter 'S1*' --report-di
 
 #[derive(Args, Clone)]
 struct SelectionArgs {
+    /// Run only this suite (repeatable): services, dataplane, or a vendor suite. Default: all.
+    #[arg(long = "suite")]
+    suites: Vec<String>,
     /// Extra directory of scenario tables (repeatable), added to the built-in suites/.
     #[arg(long = "suite-dir")]
     suite_dirs: Vec<PathBuf>,
@@ -205,13 +208,26 @@ fn suites_dir() -> PathBuf {
     std::env::var_os("DUALSTACK_SUITES").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("suites"), PathBuf::from)
 }
 
-/// Loads the built-in tables plus the vendor's; any table error is a usage error naming file:line.
-fn load_scenarios(selection: &SelectionArgs) -> Result<(Vec<Scenario>, Selection), Error> {
+/// Loads the built-in tables plus the vendor's, keeping the suites asked for; any table error is
+/// a usage error naming file:line.
+fn load_scenarios(selection: &SelectionArgs) -> Result<(Tables, Selection), Error> {
     let mut dirs = vec![suites_dir()];
     dirs.extend(selection.suite_dirs.iter().cloned());
-    let scenarios = harness::scenario::load_dirs(&dirs).map_err(|e| Error::Usage(e.to_string()))?;
+    let mut tables = harness::scenario::load_dirs(&dirs).map_err(|e| Error::Usage(e.to_string()))?;
+    if !selection.suites.is_empty() {
+        let known: Vec<&str> = tables.services.iter().map(|s| s.suite.as_str()).chain(tables.dataplane.iter().map(|r| r.suite.as_str())).collect();
+        if let Some(unknown) = selection.suites.iter().find(|s| !known.contains(&s.as_str())) {
+            return Err(Error::Usage(format!("--suite {unknown}: no such suite (have: {})", {
+                let mut k = known.clone();
+                k.dedup();
+                k.join(", ")
+            })));
+        }
+        tables.services.retain(|s| selection.suites.contains(&s.suite));
+        tables.dataplane.retain(|r| selection.suites.contains(&r.suite));
+    }
     let selection = Selection::new(&selection.filter, &selection.skip)?;
-    Ok((scenarios, selection))
+    Ok((tables, selection))
 }
 
 fn list(args: ListArgs) -> Result<u8, Error> {
@@ -219,10 +235,24 @@ fn list(args: ListArgs) -> Result<u8, Error> {
         Some(m) => vec![parse_mode(m)?],
         None => Mode::ALL.to_vec(),
     };
-    let (scenarios, selection) = load_scenarios(&args.selection)?;
+    let (tables, selection) = load_scenarios(&args.selection)?;
     let (mut run, mut skipped) = (0, 0);
     for mode in &modes {
-        for scenario in &scenarios {
+        for row in &tables.dataplane {
+            let reason = if row.modes.contains(mode) { selection.excludes_id(&row.suite, &row.id) } else { Some("does not apply".into()) };
+            match reason {
+                None => {
+                    run += mode.families().len();
+                    let actions: Vec<String> = mode.families().iter().map(|f| format!("{}/{}", row.id, f.slug())).collect();
+                    println!("run  {}/{:<14} [{mode}] {} ({})", row.suite, row.id, row.title, actions.join(", "));
+                }
+                Some(reason) => {
+                    skipped += 1;
+                    println!("skip {}/{:<14} [{mode}] {reason}", row.suite, row.id);
+                }
+            }
+        }
+        for scenario in &tables.services {
             match plan(scenario, *mode, &selection) {
                 Plan::Run => {
                     run += 1;
@@ -235,7 +265,11 @@ fn list(args: ListArgs) -> Result<u8, Error> {
             }
         }
     }
-    println!("{run} to run, {skipped} skipped, {} scenarios in the tables", scenarios.len());
+    println!(
+        "{run} to run, {skipped} skipped; {} Service scenarios and {} data-plane rows in the tables",
+        tables.services.len(),
+        tables.dataplane.len()
+    );
     Ok(exit::OK)
 }
 
@@ -251,7 +285,7 @@ fn check_report_dir(dir: &std::path::Path) -> Result<(), Error> {
 async fn run_suites(args: RunArgs) -> Result<u8, Error> {
     let mode = parse_mode(&args.mode)?;
     let judge_as = args.judge_as.as_deref().map(parse_mode).transpose()?;
-    let (scenarios, selection) = load_scenarios(&args.selection)?;
+    let (tables, selection) = load_scenarios(&args.selection)?;
     check_report_dir(&args.report_dir)?;
     let options = RunOptions {
         concurrency: args.concurrency,
@@ -270,7 +304,7 @@ async fn run_suites(args: RunArgs) -> Result<u8, Error> {
     };
     let started = Instant::now();
     let outcome = tokio::select! {
-        outcome = run_mode(&args, mode, &scenarios, &options, &emit) => outcome,
+        outcome = run_mode(&args, mode, &tables, &options, &emit) => outcome,
         _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
     };
     if let Err(e) = &outcome {
@@ -302,13 +336,13 @@ fn phase_of(error: &Error) -> &'static str {
 async fn run_mode(
     args: &RunArgs,
     mode: Mode,
-    scenarios: &[Scenario],
+    tables: &Tables,
     options: &RunOptions,
     emit: &(dyn Fn(reports::Event) + Sync),
 ) -> Result<(), Error> {
     if let Some(path) = &args.kubeconfig {
         let client = cluster::client_from_kubeconfig(path, args.context.as_deref()).await?;
-        return run_on(&client, mode, scenarios, options, emit).await;
+        return run_on(&client, mode, tables, options, emit).await;
     }
     let name = harness::kind::unique_cluster_name(mode);
     let files = ClusterFiles::new(&name)?;
@@ -316,7 +350,7 @@ async fn run_mode(
     // Whatever happens next (failure or Ctrl-C dropping this future), the cluster goes away.
     let guard = ClusterGuard { files: files.clone(), keep: args.keep };
     let (cluster, _) = created.await?;
-    let outcome = run_on(&cluster.client, mode, scenarios, options, emit).await;
+    let outcome = run_on(&cluster.client, mode, tables, options, emit).await;
     if args.keep {
         println!("kept cluster {name}; kubeconfig {}", files.kubeconfig.display());
     }
@@ -358,7 +392,7 @@ impl Drop for ClusterGuard {
 async fn run_on(
     client: &kube::Client,
     mode: Mode,
-    scenarios: &[Scenario],
+    tables: &Tables,
     options: &RunOptions,
     emit: &(dyn Fn(reports::Event) + Sync),
 ) -> Result<(), Error> {
@@ -370,9 +404,19 @@ async fn run_on(
         )));
     }
     println!("[{mode}] cluster detected: {} service ranges {:?}, Kubernetes {}", facts.mode, facts.service_cidrs, facts.server_version);
-    let selected = scenarios.iter().filter(|s| plan(s, mode, &options.selection) == Plan::Run).count();
-    emit(reports::Event::ModeStarted { mode: mode.name().into(), cases: selected });
-    runner::run_services(client, &facts, scenarios, options, emit).await;
+    let services = tables.services.iter().filter(|s| plan(s, mode, &options.selection) == Plan::Run).count();
+    let dataplane = tables.dataplane.iter().filter(|r| r.modes.contains(&mode)).count() * mode.families().len();
+    emit(reports::Event::ModeStarted { mode: mode.name().into(), cases: services + dataplane });
+    if !tables.services.is_empty() {
+        let started = Instant::now();
+        runner::run_services(client, &facts, &tables.services, options, emit).await;
+        println!("[{mode}] Service suites done in {:.1}s", started.elapsed().as_secs_f64());
+    }
+    if !tables.dataplane.is_empty() {
+        let started = Instant::now();
+        harness::dataplane::run_dataplane(client, mode, &tables.dataplane, &options.selection, Duration::from_secs(90), emit).await?;
+        println!("[{mode}] data-plane suite done in {:.1}s", started.elapsed().as_secs_f64());
+    }
     Ok(())
 }
 

@@ -74,7 +74,7 @@ fn is_success(status: &quick_junit::TestCaseStatus) -> bool {
 /// Ids of rows that claim both modes and whose expectations differ between them: exactly these
 /// must fail when `judge` expectations are applied to a `real` cluster.
 fn rows_that_differ(real: Mode, judge: Mode) -> (BTreeSet<String>, BTreeSet<String>) {
-    let scenarios = load_dirs(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("suites")]).unwrap_or_default();
+    let scenarios = load_dirs(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("suites")]).unwrap_or_default().services;
     let (mut differ, mut same) = (BTreeSet::new(), BTreeSet::new());
     for s in scenarios.iter().filter(|s| s.modes.contains(&real) && s.modes.contains(&judge)) {
         let (Some(a), Some(b)) = (s.expect.get(&real), s.expect.get(&judge)) else { continue };

@@ -16,3 +16,4 @@ pub mod scenario;
 pub mod detect;
 pub mod services;
 pub mod runner;
+pub mod dataplane;

@@ -36,8 +36,13 @@ impl Selection {
 
     /// Why the scenario is not selected, if it is not.
     fn excludes(&self, scenario: &Scenario) -> Option<String> {
-        let qualified = format!("{}/{}", scenario.suite, scenario.id);
-        let hit = |m: &GlobMatcher| m.is_match(&scenario.id) || m.is_match(&qualified);
+        self.excludes_id(&scenario.suite, &scenario.id)
+    }
+
+    /// Why the row `suite/id` is not selected, if it is not.
+    pub fn excludes_id(&self, suite: &str, id: &str) -> Option<String> {
+        let qualified = format!("{suite}/{id}");
+        let hit = |m: &GlobMatcher| m.is_match(id) || m.is_match(&qualified);
         if let Some((p, _)) = self.skip.iter().find(|(_, m)| hit(m)) {
             return Some(format!("skipped by --skip {p}"));
         }

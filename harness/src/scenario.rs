@@ -237,7 +237,25 @@ pub fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
     }
 }
 
-/// Parses one table file. `name` is how the file is named in messages.
+/// A parser error as a LoadError naming file, line, column and field.
+pub(crate) fn load_error(name: &str, text: &str, e: &serde_saphyr::Error) -> LoadError {
+    let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+    // serde-saphyr renders "error: line L column C: CAUSE" plus a source snippet; keep the cause,
+    // since file:line:column are ours to print.
+    let rendered = e.to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    let message = first
+        .split_once(": ")
+        .filter(|(head, _)| head.starts_with("error"))
+        .map_or(first, |(_, rest)| rest)
+        .split_once(": ")
+        .filter(|(head, _)| head.starts_with("line "))
+        .map_or_else(|| first.to_string(), |(_, cause)| cause.to_string());
+    let field = field_of_message(&message).unwrap_or_else(|| key_at(text, line, column));
+    LoadError { file: name.to_string(), line, column, field, message }
+}
+
+/// Parses one Service table file. `name` is how the file is named in messages.
 pub fn parse_file(name: &str, text: &str) -> Result<Vec<Scenario>, LoadError> {
     let at = |line: u64, column: u64, field: &str, message: String| LoadError {
         file: name.to_string(),
@@ -246,22 +264,7 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<Scenario>, LoadError> {
         field: field.to_string(),
         message,
     };
-    let file: SuiteFile = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-        // serde-saphyr renders "error: line L column C: CAUSE" plus a source snippet; keep the cause,
-        // since file:line:column are ours to print.
-        let rendered = e.to_string();
-        let first = rendered.lines().next().unwrap_or_default();
-        let message = first
-            .split_once(": ")
-            .filter(|(head, _)| head.starts_with("error"))
-            .map_or(first, |(_, rest)| rest)
-            .split_once(": ")
-            .filter(|(head, _)| head.starts_with("line "))
-            .map_or_else(|| first.to_string(), |(_, cause)| cause.to_string());
-        let field = field_of_message(&message).unwrap_or_else(|| key_at(text, line, column));
-        at(line, column, &field, message)
-    })?;
+    let file: SuiteFile = serde_saphyr::from_str(text).map_err(|e| load_error(name, text, &e))?;
     let suite = file.suite.value.clone();
     if suite.is_empty() || !suite.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
         let loc = file.suite.referenced;
@@ -421,10 +424,26 @@ fn validate_expectation(e: &Expectation, has_update: bool) -> Result<(), (String
     Ok(())
 }
 
+/// Every table loaded: Service scenarios and data-plane rows.
+#[derive(Debug, Clone, Default)]
+pub struct Tables {
+    pub services: Vec<Scenario>,
+    pub dataplane: Vec<crate::dataplane::DataplaneRow>,
+}
+
+/// Just the `suite:` of a table, to pick its row schema.
+#[derive(Deserialize)]
+struct Header {
+    suite: String,
+}
+
+/// The suite whose rows name data-plane checks rather than objects to create.
+pub const DATAPLANE_SUITE: &str = "dataplane";
+
 /// Loads every `*.yaml` under `dirs`, directory by directory in the given order (files sorted within
 /// each), failing on the first bad file; ids must be unique within a suite across files, and a
 /// clash is reported at the later file (a vendor's, since the built-in suites come first).
-pub fn load_dirs(dirs: &[PathBuf]) -> Result<Vec<Scenario>, LoadError> {
+pub fn load_dirs(dirs: &[PathBuf]) -> Result<Tables, LoadError> {
     let mut files = Vec::new();
     for dir in dirs {
         let mut in_dir = Vec::new();
@@ -438,7 +457,7 @@ pub fn load_dirs(dirs: &[PathBuf]) -> Result<Vec<Scenario>, LoadError> {
         in_dir.sort();
         files.extend(in_dir);
     }
-    let mut all: Vec<Scenario> = Vec::new();
+    let mut tables = Tables::default();
     let mut ids: BTreeSet<(String, String)> = BTreeSet::new();
     for path in files {
         let name = path.display().to_string();
@@ -449,6 +468,22 @@ pub fn load_dirs(dirs: &[PathBuf]) -> Result<Vec<Scenario>, LoadError> {
             field: "file".into(),
             message: e.to_string(),
         })?;
+        let header: Header = serde_saphyr::from_str(&text).map_err(|e| load_error(&name, &text, &e))?;
+        if header.suite == DATAPLANE_SUITE {
+            for row in crate::dataplane::parse_file(&name, &text)? {
+                if !ids.insert((row.suite.clone(), row.id.clone())) {
+                    return Err(LoadError {
+                        file: name.clone(),
+                        line: 0,
+                        column: 0,
+                        field: "id".into(),
+                        message: format!("duplicate id '{}' in suite '{}' (defined in another file)", row.id, row.suite),
+                    });
+                }
+                tables.dataplane.push(row);
+            }
+            continue;
+        }
         for scenario in parse_file(&name, &text)? {
             if !ids.insert((scenario.suite.clone(), scenario.id.clone())) {
                 return Err(LoadError {
@@ -459,10 +494,10 @@ pub fn load_dirs(dirs: &[PathBuf]) -> Result<Vec<Scenario>, LoadError> {
                     message: format!("duplicate id '{}' in suite '{}' (defined in another file)", scenario.id, scenario.suite),
                 });
             }
-            all.push(scenario);
+            tables.services.push(scenario);
         }
     }
-    Ok(all)
+    Ok(tables)
 }
 
 fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {

@@ -6,13 +6,14 @@
 //!
 //! ```text
 //! probe serve [--port 8080]                       TCP, HTTP and UDP on every family the pod has
-//! probe connect tcp|http|udp ADDR:PORT [--timeout-ms N] [--bytes N]
+//! probe connect tcp|http|udp|sctp ADDR:PORT [--timeout-ms N] [--bytes N]
 //! probe resolve NAME A|AAAA [--server IP] [--timeout-ms N]
+//! probe sctp-supported                            whether the kernel can open SCTP sockets
 //! ```
 #![forbid(unsafe_code)]
 
 use serde::Serialize;
-use socket2::{Domain, Socket, Type};
+use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
@@ -93,6 +94,7 @@ fn run(args: &[String]) -> Result<i32, String> {
                 "tcp" => connect_tcp(target, timeout, bytes),
                 "http" => connect_http(target, timeout),
                 "udp" => connect_udp(target, timeout, bytes),
+                "sctp" => connect_sctp(target, timeout, bytes),
                 other => return Err(format!("unknown protocol {other}")),
             };
             let ok = outcome.is_ok();
@@ -128,8 +130,19 @@ fn run(args: &[String]) -> Result<i32, String> {
             print_json(&result);
             Ok(if ok { 0 } else { 1 })
         }
+        "sctp-supported" => {
+            let result = Socket::new(Domain::IPV4, Type::STREAM, Some(sctp()));
+            let ok = result.is_ok();
+            print_json(&serde_json::json!({"ok": ok, "error": result.err().map(|e| e.to_string())}));
+            Ok(if ok { 0 } else { 1 })
+        }
         other => Err(format!("unknown command {other}")),
     }
+}
+
+/// IPPROTO_SCTP.
+fn sctp() -> Protocol {
+    Protocol::from(132)
 }
 
 fn print_json<T: Serialize>(value: &T) {
@@ -144,8 +157,8 @@ fn hostname() -> String {
 }
 
 /// Binds one socket per family; IPv6 sockets are v6-only so the IPv4 one can share the port.
-fn bind(family: Domain, ty: Type, port: u16) -> std::io::Result<Socket> {
-    let socket = Socket::new(family, ty, None)?;
+fn bind(family: Domain, ty: Type, protocol: Option<Protocol>, port: u16) -> std::io::Result<Socket> {
+    let socket = Socket::new(family, ty, protocol)?;
     socket.set_reuse_address(true)?;
     let addr: SocketAddr = if family == Domain::IPV6 {
         socket.set_only_v6(true)?;
@@ -163,14 +176,22 @@ fn bind(family: Domain, ty: Type, port: u16) -> std::io::Result<Socket> {
 fn serve(port: u16) {
     let mut workers = Vec::new();
     for family in [Domain::IPV4, Domain::IPV6] {
-        match bind(family, Type::STREAM, port) {
+        match bind(family, Type::STREAM, None, port) {
             Ok(s) => {
                 let listener: TcpListener = s.into();
                 workers.push(std::thread::spawn(move || serve_tcp(listener)));
             }
             Err(e) => eprintln!("tcp {family:?} :{port} not served: {e}"),
         }
-        match bind(family, Type::DGRAM, port) {
+        // SCTP one-to-one sockets behave like TCP streams; kernels without SCTP refuse the socket.
+        match bind(family, Type::STREAM, Some(sctp()), port) {
+            Ok(s) => {
+                let listener: TcpListener = s.into();
+                workers.push(std::thread::spawn(move || serve_tcp(listener)));
+            }
+            Err(e) => eprintln!("sctp {family:?} :{port} not served: {e}"),
+        }
+        match bind(family, Type::DGRAM, None, port) {
             Ok(s) => {
                 let socket: UdpSocket = s.into();
                 workers.push(std::thread::spawn(move || serve_udp(socket)));
@@ -236,8 +257,19 @@ fn io_error(what: &str, e: std::io::Error) -> String {
     }
 }
 
+fn connect_sctp(target: SocketAddr, timeout: Duration, bytes: usize) -> Result<Answer, String> {
+    let socket = Socket::new(Domain::for_address(target), Type::STREAM, Some(sctp())).map_err(|e| io_error("socket", e))?;
+    socket.connect_timeout(&target.into(), timeout).map_err(|e| io_error("connect", e))?;
+    exchange(socket.into(), timeout, bytes)
+}
+
 fn connect_tcp(target: SocketAddr, timeout: Duration, bytes: usize) -> Result<Answer, String> {
-    let mut stream = TcpStream::connect_timeout(&target, timeout).map_err(|e| io_error("connect", e))?;
+    let stream = TcpStream::connect_timeout(&target, timeout).map_err(|e| io_error("connect", e))?;
+    exchange(stream, timeout, bytes)
+}
+
+/// Sends `bytes` bytes and a newline, reads the one-line JSON answer.
+fn exchange(mut stream: TcpStream, timeout: Duration, bytes: usize) -> Result<Answer, String> {
     stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     let mut request = payload(bytes);
