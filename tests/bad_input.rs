@@ -27,7 +27,7 @@ fn run(cmd: &mut Command) -> (i32, String) {
 const HEAD: &str = "suite: vendor\ngroup: g\n";
 
 #[rstest]
-#[case::malformed_yaml("scenarios:\n  - id: V1\n    title: [unclosed\n", "5:12: title: expected string scalar")]
+#[case::malformed_yaml("scenarios:\n  - id: V1\n    title: [unclosed\n", "5:12: title: unclosed bracket '['")]
 #[case::unknown_top_level_field("owner: me\nscenarios: []\n", "3:1: owner: unknown field `owner`, expected one of suite, group, base, scenarios")]
 #[case::unknown_row_field("scenarios:\n  - id: V1\n    titel: typo\n    create: {}\n    expect: { all: { policy: SingleStack } }\n",
     "5:5: titel: unknown field `titel`, expected one of id, title, modes, note, create, dryRun, update, expect")]
