@@ -91,6 +91,9 @@ struct RunArgs {
     /// Test-only: judge with the expectations of this mode (proves verdicts follow the tables).
     #[arg(long, hide = true)]
     judge_as: Option<String>,
+    /// Test-only: a shell command run once the data-plane fixture is ready (fault injection).
+    #[arg(long, hide = true)]
+    after_fixture_hook: Option<String>,
 }
 
 #[derive(Args)]
@@ -340,9 +343,10 @@ async fn run_mode(
     options: &RunOptions,
     emit: &(dyn Fn(reports::Event) + Sync),
 ) -> Result<(), Error> {
+    let hook = args.after_fixture_hook.as_deref();
     if let Some(path) = &args.kubeconfig {
         let client = cluster::client_from_kubeconfig(path, args.context.as_deref()).await?;
-        return run_on(&client, mode, tables, options, emit).await;
+        return run_on(&client, mode, tables, options, hook, emit).await;
     }
     let name = harness::kind::unique_cluster_name(mode);
     let files = ClusterFiles::new(&name)?;
@@ -350,7 +354,7 @@ async fn run_mode(
     // Whatever happens next (failure or Ctrl-C dropping this future), the cluster goes away.
     let guard = ClusterGuard { files: files.clone(), keep: args.keep };
     let (cluster, _) = created.await?;
-    let outcome = run_on(&cluster.client, mode, tables, options, emit).await;
+    let outcome = run_on(&cluster.client, mode, tables, options, hook, emit).await;
     if args.keep {
         println!("kept cluster {name}; kubeconfig {}", files.kubeconfig.display());
     }
@@ -394,6 +398,7 @@ async fn run_on(
     mode: Mode,
     tables: &Tables,
     options: &RunOptions,
+    after_fixture_hook: Option<&str>,
     emit: &(dyn Fn(reports::Event) + Sync),
 ) -> Result<(), Error> {
     let facts = harness::detect::detect(client).await?;
@@ -414,7 +419,8 @@ async fn run_on(
     }
     if !tables.dataplane.is_empty() {
         let started = Instant::now();
-        harness::dataplane::run_dataplane(client, mode, &tables.dataplane, &options.selection, Duration::from_secs(90), emit).await?;
+        harness::dataplane::run_dataplane(client, mode, &tables.dataplane, &options.selection, Duration::from_secs(90), after_fixture_hook, emit)
+            .await?;
         println!("[{mode}] data-plane suite done in {:.1}s", started.elapsed().as_secs_f64());
     }
     Ok(())

@@ -203,6 +203,15 @@ fn internal_ips(node: &Node) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A stable name for a node in action names: its role, numbered when a role repeats
+/// (`control-plane`, `worker`, `worker2`), so case names do not change with cluster names.
+fn node_label(nodes: &[Node], node: &Node) -> String {
+    let is_cp = |n: &Node| n.metadata.labels.as_ref().is_some_and(|l| l.contains_key("node-role.kubernetes.io/control-plane"));
+    let role = if is_cp(node) { "control-plane" } else { "worker" };
+    let index = nodes.iter().filter(|n| is_cp(n) == is_cp(node)).position(|n| n.metadata.name == node.metadata.name).unwrap_or(0);
+    if index == 0 { role.to_string() } else { format!("{role}{}", index + 1) }
+}
+
 fn name_of<K: kube::Resource>(obj: &K) -> String {
     obj.meta().name.clone().unwrap_or_default()
 }
@@ -455,16 +464,16 @@ impl Fixture {
         match row.check {
             Check::NodeInternalIps => {
                 for node in &self.nodes {
-                    let n = name_of(node);
-                    out.push(ordered(format!("{}/{n}-{slug}", row.id), mode, family, &format!("node {n} InternalIPs"), &internal_ips(node)));
+                    let (n, label) = (name_of(node), node_label(&self.nodes, node));
+                    out.push(ordered(format!("{}/{label}-{slug}", row.id), mode, family, &format!("node {n} InternalIPs"), &internal_ips(node)));
                 }
             }
             Check::NodePodCidrs => {
                 for node in &self.nodes {
-                    let n = name_of(node);
+                    let (n, label) = (name_of(node), node_label(&self.nodes, node));
                     let spec = node.spec.clone().unwrap_or_default();
                     let cidrs = spec.pod_cidrs.unwrap_or_default();
-                    let mut v = ordered(format!("{}/{n}-{slug}", row.id), mode, family, &format!("node {n} podCIDRs"), &cidrs);
+                    let mut v = ordered(format!("{}/{label}-{slug}", row.id), mode, family, &format!("node {n} podCIDRs"), &cidrs);
                     if v.status == Status::Passed && spec.pod_cidr.as_ref() != cidrs.first() {
                         v = fail(v.action, "spec.podCIDR == spec.podCIDRs[0]", format!("podCIDR {:?}", spec.pod_cidr));
                     }
@@ -691,7 +700,7 @@ impl Fixture {
                     let port = Fixture::node_port(&svc, if proto == Protocol::Udp { "UDP" } else { "TCP" });
                     for node in &self.nodes {
                         let n = name_of(node);
-                        let action = format!("{}/{n}-{}-{slug}", row.id, proto.name());
+                        let action = format!("{}/{}-{}-{slug}", row.id, node_label(&self.nodes, node), proto.name());
                         match (of_family(&internal_ips(node), family), port) {
                             (Some(ip), Some(port)) => out.push(self.expect_answer(action, "client", proto, SocketAddr::new(ip, port), 16, &self.servers()).await?),
                             (ip, port) => out.push(fail(action, format!("a {family} address on {n} and a nodePort"), format!("{ip:?} {port:?}"))),
@@ -791,6 +800,7 @@ pub async fn run_dataplane(
     rows: &[DataplaneRow],
     selection: &crate::runner::Selection,
     timeout: Duration,
+    after_fixture_hook: Option<&str>,
     emit: &(dyn Fn(Event) + Sync),
 ) -> Result<Vec<CaseResult>> {
     let case = |row: &DataplaneRow, v: Verdict, duration: Duration, diagnostics: String| CaseResult {
@@ -827,6 +837,14 @@ pub async fn run_dataplane(
         return Ok(results);
     }
     let fixture = Fixture::create(client, mode, timeout).await?;
+    if let Some(hook) = after_fixture_hook {
+        // Test-only: the project's fault-injection tests break the cluster here.
+        let status = tokio::process::Command::new("sh").args(["-ec", hook]).status().await;
+        if !status.is_ok_and(|s| s.success()) {
+            fixture.delete().await;
+            return Err(Error::Environment(format!("the after-fixture hook failed: {hook}")));
+        }
+    }
     let diagnostics = format!("fixture namespace {}; clients on {}, servers on {}; ready in {:.1}s",
         fixture.namespace, name_of(&fixture.control_plane), fixture.worker_name(), fixture.started.elapsed().as_secs_f64());
     // Endpoint updates delete a server, so they run after everything else.

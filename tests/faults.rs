@@ -1,0 +1,141 @@
+//! Fault injection: the data-plane suite is only as good as its verdicts. A healthy dual-stack
+//! cluster passes every check; each fault of fixtures/faults/faults.yaml makes exactly its listed
+//! checks fail and no other. The cluster is recreated after each fault.
+
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+#[derive(Deserialize)]
+struct Faults {
+    faults: Vec<Fault>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fault {
+    name: String,
+    #[serde(default)]
+    before: Option<String>,
+    #[serde(default, rename = "after-fixture")]
+    after_fixture: Option<String>,
+    fails: Vec<String>,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn dualstack(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_dualstack")).args(args).envs(env.iter().copied()).output();
+    match out {
+        Ok(o) => o,
+        Err(e) => panic!("cannot run dualstack: {e}"),
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+struct Cluster {
+    name: String,
+    kubeconfig: String,
+}
+
+impl Cluster {
+    fn up(name: &str) -> Self {
+        let up = dualstack(&["cluster", "up", "--mode", "dual", "--name", name], &[]);
+        assert_eq!(up.status.code(), Some(0), "cluster up: {}", text(&up));
+        let kubeconfig = std::env::temp_dir().join("dualstack/clusters").join(name).join("kubeconfig");
+        Self { name: name.into(), kubeconfig: kubeconfig.to_string_lossy().into_owned() }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = dualstack(&["cluster", "down", "--name", &self.name], &[]);
+    }
+}
+
+fn kubectl() -> String {
+    let cache = std::env::var("DUALSTACK_CACHE").unwrap_or_else(|_| "/var/cache/dualstack".into());
+    format!("{cache}/bin/kubectl")
+}
+
+/// Runs the data-plane suite; returns (exit code, failed action ids, errored, passed count).
+fn run_dataplane(cluster: &Cluster, hook: Option<&str>, reports: &Path) -> (Option<i32>, BTreeSet<String>, Vec<String>, usize, String) {
+    let dir = reports.to_string_lossy().into_owned();
+    let mut args = vec!["run", "--mode", "dual", "--suite", "dataplane", "--kubeconfig", &cluster.kubeconfig, "--report-dir", &dir];
+    if let Some(hook) = hook {
+        args.extend(["--after-fixture-hook", hook]);
+    }
+    let kubectl = kubectl();
+    let out = dualstack(&args, &[("CLUSTER", &cluster.name), ("KUBECONFIG", &cluster.kubeconfig), ("KUBECTL", &kubectl)]);
+    let xml = std::fs::read_to_string(reports.join("junit.xml")).unwrap_or_default();
+    let report = quick_junit::Report::deserialize_from_str(&xml).unwrap_or_else(|e| panic!("junit: {e}\n{}", text(&out)));
+    let (mut failed, mut errored, mut passed) = (BTreeSet::new(), Vec::new(), 0);
+    for case in report.test_suites.iter().flat_map(|s| s.test_cases.iter()) {
+        let id = case.name.as_str().split(' ').next().unwrap_or_default().to_string();
+        match &case.status {
+            quick_junit::TestCaseStatus::Success { .. } => passed += 1,
+            quick_junit::TestCaseStatus::NonSuccess { kind: quick_junit::NonSuccessKind::Failure, .. } => {
+                failed.insert(id);
+            }
+            quick_junit::TestCaseStatus::NonSuccess { .. } => errored.push(id),
+            quick_junit::TestCaseStatus::Skipped { .. } => {}
+        }
+    }
+    (out.status.code(), failed, errored, passed, text(&out))
+}
+
+#[test]
+#[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
+fn each_fault_fails_exactly_its_checks() {
+    let faults: Faults = serde_saphyr::from_str(&std::fs::read_to_string(root().join("fixtures/faults/faults.yaml")).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("faults.yaml: {e}"));
+    assert!(faults.faults.len() >= 6);
+    let only = std::env::var("DUALSTACK_FAULT").ok();
+    let mut matrix = Vec::new();
+    let mut mismatches = Vec::new();
+    for fault in faults.faults.iter().filter(|f| only.as_ref().is_none_or(|o| o == &f.name)) {
+        let name = format!("fault-{:x}-{}", std::process::id() & 0xffff, matrix.len());
+        let cluster = Cluster::up(&name);
+        if let Some(before) = &fault.before {
+            let status = Command::new("sh")
+                .args(["-ec", before])
+                .envs([("CLUSTER", cluster.name.as_str()), ("KUBECONFIG", cluster.kubeconfig.as_str()), ("KUBECTL", kubectl().as_str())])
+                .status();
+            assert!(status.is_ok_and(|s| s.success()), "{}: injecting failed", fault.name);
+        }
+        let reports = std::env::temp_dir().join(format!("{name}-reports"));
+        let (code, failed, errored, passed, output) = run_dataplane(&cluster, fault.after_fixture.as_deref(), &reports);
+        let expected: BTreeSet<String> = fault.fails.iter().cloned().collect();
+        let missed: Vec<&String> = expected.difference(&failed).collect();
+        let extra: Vec<&String> = failed.difference(&expected).collect();
+        eprintln!("{:<42} failed {:>2} (expected {:>2}), passed {passed}, errors {errored:?}", fault.name, failed.len(), expected.len());
+        if !missed.is_empty() || !extra.is_empty() || !errored.is_empty() || code != Some(1) {
+            mismatches.push(format!("{}: exit {code:?}; not failing: {missed:?}; failing unexpectedly: {extra:?}; errors: {errored:?}\n{output}", fault.name));
+        }
+        matrix.push(format!("{:<42} {}", fault.name, failed.iter().cloned().collect::<Vec<_>>().join(" ")));
+        let _ = std::fs::remove_dir_all(&reports);
+    }
+    eprintln!("fault matrix (fault -> failing checks):\n{}", matrix.join("\n"));
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
+}
+
+#[test]
+#[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
+fn healthy_cluster_passes_every_data_plane_check_repeatedly() {
+    let runs: usize = std::env::var("DUALSTACK_REPEAT").ok().and_then(|r| r.parse().ok()).unwrap_or(2);
+    let cluster = Cluster::up(&format!("healthy-{:x}", std::process::id() & 0xffff));
+    for i in 0..runs {
+        let reports = std::env::temp_dir().join(format!("{}-reports-{i}", cluster.name));
+        let (code, failed, errored, passed, output) = run_dataplane(&cluster, None, &reports);
+        eprintln!("run {i}: passed {passed}, failed {failed:?}, errors {errored:?}");
+        assert_eq!(code, Some(0), "run {i}:\n{output}");
+        assert!(failed.is_empty() && errored.is_empty());
+        let _ = std::fs::remove_dir_all(&reports);
+    }
+}
