@@ -18,10 +18,11 @@ mod exit {
     pub const USAGE: u8 = 2;
     pub const ENVIRONMENT: u8 = 3;
     pub const INTERRUPTED: u8 = 130;
+    pub const TERMINATED: u8 = 143;
 }
 
 const EXIT_CODES_HELP: &str = "Exit codes: 0 all passed, 1 conformance failures, 2 bad input or usage, \
-3 environment or setup failure, 130 interrupted.";
+3 environment or setup failure, 130 interrupted (143 on SIGTERM).";
 
 #[derive(Parser)]
 #[command(name = "dualstack", version, about = "Conformance suite for Kubernetes IPv4/IPv6 dual-stack networking",
@@ -306,12 +307,36 @@ async fn run_suites(args: RunArgs) -> Result<u8, Error> {
         }
     };
     let started = Instant::now();
+    let mut interrupt_code = exit::INTERRUPTED;
     let outcome = tokio::select! {
         outcome = run_mode(&args, mode, &tables, &options, &emit) => outcome,
-        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+        code = interrupted() => {
+            interrupt_code = code;
+            Err(Error::Interrupted)
+        }
     };
-    if let Err(e) = &outcome {
-        emit(reports::Event::SetupFailed { mode: mode.name().into(), phase: phase_of(e).into(), message: e.to_string() });
+    match &outcome {
+        Err(Error::Interrupted) => {
+            // Every case that was planned and has no result yet is reported as interrupted.
+            let finished: std::collections::BTreeSet<(String, String)> = report
+                .lock()
+                .map(|r| r.cases.iter().map(|c| (c.suite.clone(), c.id.clone())).collect())
+                .unwrap_or_default();
+            let unfinished = |suite: &str, id: &str| !finished.contains(&(suite.to_string(), id.to_string()));
+            for s in tables.services.iter().filter(|s| plan(s, mode, &options.selection) == Plan::Run && unfinished(&s.suite, &s.id)) {
+                emit(reports::Event::CaseFinished(interrupted_case(&s.suite, &s.group, &s.id, &s.title, mode)));
+            }
+            for row in tables.dataplane.iter().filter(|r| r.modes.contains(&mode)) {
+                for family in mode.families() {
+                    let id = format!("{}/{}", row.id, family.slug());
+                    if unfinished(&row.suite, &id) {
+                        emit(reports::Event::CaseFinished(interrupted_case(&row.suite, &row.group, &id, &row.title, mode)));
+                    }
+                }
+            }
+        }
+        Err(e) => emit(reports::Event::SetupFailed { mode: mode.name().into(), phase: phase_of(e).into(), message: e.to_string() }),
+        Ok(()) => {}
     }
     emit(reports::Event::ModeFinished { mode: mode.name().into(), duration: started.elapsed() });
     let report = report.into_inner().unwrap_or_default();
@@ -320,11 +345,53 @@ async fn run_suites(args: RunArgs) -> Result<u8, Error> {
     print!("{}", reports::console::summary(&report));
     println!("junit: {}  ({:.1}s)", junit.display(), started.elapsed().as_secs_f64());
     match outcome {
-        Err(Error::Interrupted) => Ok(exit::INTERRUPTED),
+        Err(Error::Interrupted) => Ok(interrupt_code),
         Err(e) => Err(e),
         Ok(()) if report.passed() => Ok(exit::OK),
         Ok(()) => Ok(exit::CONFORMANCE_FAILURES),
     }
+}
+
+fn interrupted_case(suite: &str, group: &str, id: &str, title: &str, mode: Mode) -> reports::CaseResult {
+    reports::CaseResult {
+        suite: suite.into(),
+        group: group.into(),
+        id: id.into(),
+        title: title.into(),
+        mode: mode.name().into(),
+        status: reports::Status::Error,
+        duration: Duration::ZERO,
+        expected: "the case finishes".into(),
+        actual: "interrupted".into(),
+        message: "interrupted".into(),
+        diagnostics: String::new(),
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM; returns the exit code (130 or 143). A second signal, while the run
+/// is cleaning up, ends the process at once.
+async fn interrupted() -> u8 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return std::future::pending().await;
+    };
+    let code = tokio::select! {
+        _ = int.recv() => exit::INTERRUPTED,
+        _ = term.recv() => exit::TERMINATED,
+    };
+    eprintln!("interrupted: cleaning up (interrupt again to stop at once)");
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+        let left = std::fs::read_dir(std::env::temp_dir().join("dualstack/clusters"))
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
+        eprintln!("stopped at once; clusters possibly left behind: [{left}] (remove with `dualstack cluster down --name NAME`)");
+        std::process::exit(i32::from(code));
+    });
+    code
 }
 
 fn phase_of(error: &Error) -> &'static str {
@@ -353,12 +420,22 @@ async fn run_mode(
     let created = KindCluster::up(&name, ClusterSpec::new(mode), None, Duration::from_secs(180));
     // Whatever happens next (failure or Ctrl-C dropping this future), the cluster goes away.
     let guard = ClusterGuard { files: files.clone(), keep: args.keep };
-    let (cluster, _) = created.await?;
+    let (cluster, timings) = created.await?;
+    println!(
+        "[{mode}] phase create: {:.1}s (kind {:.1}s, Ready + CoreDNS {:.1}s), cluster {name}",
+        (timings.create + timings.ready).as_secs_f64(),
+        timings.create.as_secs_f64(),
+        timings.ready.as_secs_f64()
+    );
     let outcome = run_on(&cluster.client, mode, tables, options, hook, emit).await;
     if args.keep {
         println!("kept cluster {name}; kubeconfig {}", files.kubeconfig.display());
     }
+    let deleting = Instant::now();
     guard.finish().await;
+    if !args.keep {
+        println!("[{mode}] phase delete: {:.1}s", deleting.elapsed().as_secs_f64());
+    }
     outcome
 }
 
@@ -415,13 +492,13 @@ async fn run_on(
     if !tables.services.is_empty() {
         let started = Instant::now();
         runner::run_services(client, &facts, &tables.services, options, emit).await;
-        println!("[{mode}] Service suites done in {:.1}s", started.elapsed().as_secs_f64());
+        println!("[{mode}] phase services: {:.1}s", started.elapsed().as_secs_f64());
     }
     if !tables.dataplane.is_empty() {
         let started = Instant::now();
         harness::dataplane::run_dataplane(client, mode, &tables.dataplane, &options.selection, Duration::from_secs(90), after_fixture_hook, emit)
             .await?;
-        println!("[{mode}] data-plane suite done in {:.1}s", started.elapsed().as_secs_f64());
+        println!("[{mode}] phase dataplane: {:.1}s", started.elapsed().as_secs_f64());
     }
     Ok(())
 }
@@ -467,10 +544,10 @@ async fn cluster_up(args: UpArgs) -> Result<u8, Error> {
             println!("use:        export KUBECONFIG={}", cluster.files.kubeconfig.display());
             Ok(exit::OK)
         }
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("interrupted: deleting cluster {name}");
+        code = interrupted() => {
+            eprintln!("deleting cluster {name}");
             cluster::destroy(&files).await?;
-            Ok(exit::INTERRUPTED)
+            Ok(code)
         }
     }
 }
