@@ -340,10 +340,13 @@ async fn run_suites(args: RunArgs) -> Result<u8, Error> {
     }
     emit(reports::Event::ModeFinished { mode: mode.name().into(), duration: started.elapsed() });
     let report = report.into_inner().unwrap_or_default();
-    let junit = args.report_dir.join("junit.xml");
-    reports::junit::write(&report, &junit).map_err(Error::io(format!("writing {}", junit.display())))?;
+    reports::write_all(&report, &args.report_dir).map_err(Error::io(format!("writing reports to {}", args.report_dir.display())))?;
     print!("{}", reports::console::summary(&report));
-    println!("junit: {}  ({:.1}s)", junit.display(), started.elapsed().as_secs_f64());
+    println!(
+        "reports: {}/{{junit.xml,results.json,summary.md}}  ({:.1}s)",
+        args.report_dir.display(),
+        started.elapsed().as_secs_f64()
+    );
     match outcome {
         Err(Error::Interrupted) => Ok(interrupt_code),
         Err(e) => Err(e),

@@ -4,7 +4,9 @@
 #![forbid(unsafe_code)]
 
 pub mod console;
+pub mod json;
 pub mod junit;
+pub mod markdown;
 
 use std::time::Duration;
 
@@ -90,6 +92,14 @@ impl Report {
     pub fn passed(&self) -> bool {
         self.count(Status::Failed) == 0 && self.count(Status::Error) == 0
     }
+}
+
+/// Writes junit.xml, results.json and summary.md into `dir`, each atomically.
+pub fn write_all(report: &Report, dir: &std::path::Path) -> std::io::Result<()> {
+    junit::write(report, &dir.join("junit.xml"))?;
+    let json = json::to_json(report).map_err(std::io::Error::other)?;
+    write_atomically(&dir.join("results.json"), json.as_bytes())?;
+    write_atomically(&dir.join("summary.md"), markdown::summary(report).as_bytes())
 }
 
 /// Writes `content` to `path` atomically: a temp file in the same directory, then a rename.

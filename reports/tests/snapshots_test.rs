@@ -56,3 +56,15 @@ fn atomic_write_leaves_no_temp_files() {
     assert_eq!(names, vec!["junit.xml".to_string()]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn markdown_summary_snapshot() {
+    let (report, _) = fixed_report();
+    insta::assert_snapshot!(reports::markdown::summary(&report));
+}
+
+#[test]
+fn results_json_snapshot() {
+    let (report, _) = fixed_report();
+    insta::assert_snapshot!(reports::json::to_json(&report).unwrap_or_default());
+}
