@@ -68,3 +68,18 @@ fn results_json_snapshot() {
     let (report, _) = fixed_report();
     insta::assert_snapshot!(reports::json::to_json(&report).unwrap_or_default());
 }
+
+#[test]
+fn results_json_validates_against_its_schema() {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../results.schema.json")).unwrap_or(serde_json::Value::Null);
+    let validator = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("schema: {e}"));
+    let (report, _) = fixed_report();
+    let results: serde_json::Value = serde_json::from_str(&reports::json::to_json(&report).unwrap_or_default()).unwrap_or_default();
+    let errors: Vec<String> = validator.iter_errors(&results).map(|e| e.to_string()).collect();
+    assert_eq!(errors, Vec::<String>::new());
+    // And a document that breaks it is refused, so the check is not vacuous.
+    let mut broken = results.clone();
+    broken["cases"][0]["status"] = serde_json::json!("green");
+    assert!(!validator.is_valid(&broken));
+}
