@@ -445,12 +445,13 @@ async fn docker_network_of(node: &str) -> Option<String> {
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().map(str::to_string)
 }
 
-/// The ordered-family verdicts of a list of addresses or CIDRs: family F present at its position.
+/// The verdict on one family of an ordered list of addresses or CIDRs: exactly one entry of that
+/// family, at the family's position in the mode. Each family's action judges its own family only.
 fn ordered(action: String, mode: Mode, family: IpFamily, subject: &str, values: &[String]) -> Verdict {
     let position = mode.families().iter().position(|f| *f == family).unwrap_or(0);
-    let at = values.iter().position(|v| IpFamily::of_text(v) == Some(family));
-    let ok = at == Some(position) && values.len() == mode.families().len();
-    verdict(action, ok, format!("{subject}: one {family} entry at position {position} of {}", mode.families().len()), format!("{subject}: {values:?}"))
+    let of_this_family: Vec<usize> = values.iter().enumerate().filter(|(_, v)| IpFamily::of_text(v) == Some(family)).map(|(i, _)| i).collect();
+    let ok = of_this_family == vec![position];
+    verdict(action, ok, format!("{subject}: one {family} entry, at position {position}"), format!("{subject}: {values:?}"))
 }
 
 impl Fixture {
@@ -557,7 +558,7 @@ impl Fixture {
                 let slices = self.slices(&single).await?;
                 let types: BTreeSet<String> = slices.iter().map(|s| s.address_type.clone()).collect();
                 let have = self.slice_addresses(&single, family).await?;
-                let ok = types == BTreeSet::from([family.api_name().to_string()]) && have == want;
+                let ok = types == BTreeSet::from([family.api_name().to_string()]) && have == want && !want.is_empty();
                 out.push(verdict(named("single-family"), ok, format!("{single} has only {family} slices listing {want:?}"), format!("address types {types:?}, addresses {have:?}")));
             }
             Check::LegacyEndpoints => {
