@@ -4,7 +4,8 @@
 use clap::{Args, Parser, Subcommand};
 use harness::cluster::{self, KindCluster};
 use harness::kind::{ClusterFiles, ClusterSpec};
-use harness::runner::{self, Plan, RunOptions, Selection, plan};
+use harness::runner::{Plan, RunOptions, Selection, plan};
+use harness::session::{self, Clusters, CniInstall, Session};
 use harness::scenario::Tables;
 use harness::{Error, Mode};
 use std::path::PathBuf;
@@ -67,26 +68,41 @@ struct SelectionArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// ipv4, ipv6, dual (IPv4 primary) or dual-ipv6-primary.
-    #[arg(long)]
-    mode: String,
+    /// ipv4, ipv6, dual (IPv4 primary), dual-ipv6-primary, or all (repeatable).
+    #[arg(long = "mode", required = true)]
+    modes: Vec<String>,
     /// Run against this cluster instead of creating one; its real mode must match --mode.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["cni_manifest", "cni_install_cmd", "keep", "node_image"])]
     kubeconfig: Option<PathBuf>,
     #[arg(long, requires = "kubeconfig")]
     context: Option<String>,
-    /// Where junit.xml goes.
+    /// Create clusters without the default CNI and apply this manifest (kubectl apply -f).
+    #[arg(long, conflicts_with = "cni_install_cmd")]
+    cni_manifest: Option<PathBuf>,
+    /// Create clusters without the default CNI and run this shell command (KUBECONFIG is set).
+    #[arg(long)]
+    cni_install_cmd: Option<String>,
+    /// Node image for created clusters (default: the prepared offline image, else kindest/node).
+    #[arg(long)]
+    node_image: Option<String>,
+    /// Where junit.xml, results.json and summary.md go.
     #[arg(long, default_value = "dualstack-reports")]
     report_dir: PathBuf,
-    /// Keep the cluster the run created.
+    /// Keep the clusters the run created.
     #[arg(long)]
     keep: bool,
+    /// Modes run at once (each creates its own cluster).
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
     /// Scenarios in flight at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
     /// Seconds one scenario may take.
     #[arg(long, default_value_t = 30)]
     case_timeout: u64,
+    /// Seconds to wait for nodes Ready and CoreDNS available after create (and after a CNI install).
+    #[arg(long, default_value_t = 180)]
+    ready_timeout: u64,
     #[command(flatten)]
     selection: SelectionArgs,
     /// Test-only: judge with the expectations of this mode (proves verdicts follow the tables).
@@ -286,11 +302,42 @@ fn check_report_dir(dir: &std::path::Path) -> Result<(), Error> {
         .map_err(|e| Error::Usage(format!("report dir {}: cannot write: {e}", dir.display())))
 }
 
+fn parse_modes(names: &[String]) -> Result<Vec<Mode>, Error> {
+    let mut modes = Vec::new();
+    for name in names {
+        let add: Vec<Mode> = if name == "all" { Mode::ALL.to_vec() } else { vec![parse_mode(name)?] };
+        for mode in add {
+            if !modes.contains(&mode) {
+                modes.push(mode);
+            }
+        }
+    }
+    Ok(modes)
+}
+
 async fn run_suites(args: RunArgs) -> Result<u8, Error> {
-    let mode = parse_mode(&args.mode)?;
+    let modes = parse_modes(&args.modes)?;
     let judge_as = args.judge_as.as_deref().map(parse_mode).transpose()?;
     let (tables, selection) = load_scenarios(&args.selection)?;
     check_report_dir(&args.report_dir)?;
+    let clusters = match &args.kubeconfig {
+        Some(kubeconfig) if modes.len() > 1 => {
+            return Err(Error::Usage(format!("--kubeconfig {} is one cluster of one mode; give one --mode", kubeconfig.display())));
+        }
+        Some(kubeconfig) => Clusters::Existing { kubeconfig: kubeconfig.clone(), context: args.context.clone() },
+        None => {
+            let cni = match (&args.cni_manifest, &args.cni_install_cmd) {
+                (Some(file), _) => {
+                    session::check_cni_manifest(file)?;
+                    CniInstall::Manifest(file.clone())
+                }
+                (None, Some(command)) => CniInstall::Command(command.clone()),
+                (None, None) => CniInstall::Default,
+            };
+            Clusters::Kind { cni, keep: args.keep, node_image: args.node_image.clone(), ready_timeout: Duration::from_secs(args.ready_timeout) }
+        }
+    };
+    let session = Session { modes: modes.clone(), clusters, jobs: args.jobs, after_fixture_hook: args.after_fixture_hook.clone() };
     let options = RunOptions {
         concurrency: args.concurrency,
         case_timeout: Duration::from_secs(args.case_timeout),
@@ -307,22 +354,22 @@ async fn run_suites(args: RunArgs) -> Result<u8, Error> {
         }
     };
     let started = Instant::now();
-    let mut interrupt_code = exit::INTERRUPTED;
-    let outcome = tokio::select! {
-        outcome = run_mode(&args, mode, &tables, &options, &emit) => outcome,
+    let mut interrupt_code = None;
+    let outcomes = tokio::select! {
+        outcomes = session::run(&session, &tables, &options, &emit) => outcomes,
         code = interrupted() => {
-            interrupt_code = code;
-            Err(Error::Interrupted)
+            interrupt_code = Some(code);
+            Vec::new()
         }
     };
-    match &outcome {
-        Err(Error::Interrupted) => {
-            // Every case that was planned and has no result yet is reported as interrupted.
-            let finished: std::collections::BTreeSet<(String, String)> = report
-                .lock()
-                .map(|r| r.cases.iter().map(|c| (c.suite.clone(), c.id.clone())).collect())
-                .unwrap_or_default();
-            let unfinished = |suite: &str, id: &str| !finished.contains(&(suite.to_string(), id.to_string()));
+    if interrupt_code.is_some() {
+        // Every case that was planned and has no result yet is reported as interrupted.
+        let finished: std::collections::BTreeSet<(String, String, String)> = report
+            .lock()
+            .map(|r| r.cases.iter().map(|c| (c.suite.clone(), c.id.clone(), c.mode.clone())).collect())
+            .unwrap_or_default();
+        for &mode in &modes {
+            let unfinished = |suite: &str, id: &str| !finished.contains(&(suite.to_string(), id.to_string(), mode.name().to_string()));
             for s in tables.services.iter().filter(|s| plan(s, mode, &options.selection) == Plan::Run && unfinished(&s.suite, &s.id)) {
                 emit(reports::Event::CaseFinished(interrupted_case(&s.suite, &s.group, &s.id, &s.title, mode)));
             }
@@ -335,10 +382,7 @@ async fn run_suites(args: RunArgs) -> Result<u8, Error> {
                 }
             }
         }
-        Err(e) => emit(reports::Event::SetupFailed { mode: mode.name().into(), phase: phase_of(e).into(), message: e.to_string() }),
-        Ok(()) => {}
     }
-    emit(reports::Event::ModeFinished { mode: mode.name().into(), duration: started.elapsed() });
     let report = report.into_inner().unwrap_or_default();
     reports::write_all(&report, &args.report_dir).map_err(Error::io(format!("writing reports to {}", args.report_dir.display())))?;
     print!("{}", reports::console::summary(&report));
@@ -347,12 +391,15 @@ async fn run_suites(args: RunArgs) -> Result<u8, Error> {
         args.report_dir.display(),
         started.elapsed().as_secs_f64()
     );
-    match outcome {
-        Err(Error::Interrupted) => Ok(interrupt_code),
-        Err(e) => Err(e),
-        Ok(()) if report.passed() => Ok(exit::OK),
-        Ok(()) => Ok(exit::CONFORMANCE_FAILURES),
+    if let Some(code) = interrupt_code {
+        return Ok(code);
     }
+    // A mode that could not run is a setup failure (3), whatever the other modes found.
+    if let Some((mode, Err(e))) = outcomes.into_iter().find(|(_, o)| o.is_err()) {
+        eprintln!("error: [{mode}] {e}");
+        return Ok(exit_code(&e));
+    }
+    Ok(if report.passed() { exit::OK } else { exit::CONFORMANCE_FAILURES })
 }
 
 fn interrupted_case(suite: &str, group: &str, id: &str, title: &str, mode: Mode) -> reports::CaseResult {
@@ -395,115 +442,6 @@ async fn interrupted() -> u8 {
         std::process::exit(i32::from(code));
     });
     code
-}
-
-fn phase_of(error: &Error) -> &'static str {
-    match error {
-        Error::ClusterCreate { .. } | Error::Timeout { .. } => "create",
-        Error::Interrupted => "interrupted",
-        _ => "setup",
-    }
-}
-
-/// One mode: the cluster (given or created), its detected facts, the suites, then cleanup.
-async fn run_mode(
-    args: &RunArgs,
-    mode: Mode,
-    tables: &Tables,
-    options: &RunOptions,
-    emit: &(dyn Fn(reports::Event) + Sync),
-) -> Result<(), Error> {
-    let hook = args.after_fixture_hook.as_deref();
-    if let Some(path) = &args.kubeconfig {
-        let client = cluster::client_from_kubeconfig(path, args.context.as_deref()).await?;
-        return run_on(&client, mode, tables, options, hook, emit).await;
-    }
-    let name = harness::kind::unique_cluster_name(mode);
-    let files = ClusterFiles::new(&name)?;
-    let created = KindCluster::up(&name, ClusterSpec::new(mode), None, Duration::from_secs(180));
-    // Whatever happens next (failure or Ctrl-C dropping this future), the cluster goes away.
-    let guard = ClusterGuard { files: files.clone(), keep: args.keep };
-    let (cluster, timings) = created.await?;
-    println!(
-        "[{mode}] phase create: {:.1}s (kind {:.1}s, Ready + CoreDNS {:.1}s), cluster {name}",
-        (timings.create + timings.ready).as_secs_f64(),
-        timings.create.as_secs_f64(),
-        timings.ready.as_secs_f64()
-    );
-    let outcome = run_on(&cluster.client, mode, tables, options, hook, emit).await;
-    if args.keep {
-        println!("kept cluster {name}; kubeconfig {}", files.kubeconfig.display());
-    }
-    let deleting = Instant::now();
-    guard.finish().await;
-    if !args.keep {
-        println!("[{mode}] phase delete: {:.1}s", deleting.elapsed().as_secs_f64());
-    }
-    outcome
-}
-
-/// Deletes a created cluster on every path out of `run_mode`, including an interrupt.
-struct ClusterGuard {
-    files: ClusterFiles,
-    keep: bool,
-}
-
-impl ClusterGuard {
-    async fn finish(self) {
-        if !self.keep {
-            if let Err(e) = cluster::destroy(&self.files).await {
-                eprintln!("warning: deleting cluster {}: {e}", self.files.name);
-            }
-        }
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for ClusterGuard {
-    fn drop(&mut self) {
-        if self.keep {
-            return;
-        }
-        // Dropped without finish(): an error or an interrupt. Delete synchronously.
-        let _ = std::process::Command::new(harness::kind::Kind::locate().map(|k| k.binary().to_path_buf()).unwrap_or_else(|_| "kind".into()))
-            .args(["delete", "cluster", "--name", &self.files.name])
-            .status();
-        let _ = std::process::Command::new("docker").args(["network", "rm", &self.files.network]).output();
-        let _ = self.files.remove_dir();
-    }
-}
-
-async fn run_on(
-    client: &kube::Client,
-    mode: Mode,
-    tables: &Tables,
-    options: &RunOptions,
-    after_fixture_hook: Option<&str>,
-    emit: &(dyn Fn(reports::Event) + Sync),
-) -> Result<(), Error> {
-    let facts = harness::detect::detect(client).await?;
-    if facts.mode != mode {
-        return Err(Error::Environment(format!(
-            "the cluster is {} (service ranges {:?}), not {mode} as requested; refusing to run",
-            facts.mode, facts.service_cidrs
-        )));
-    }
-    println!("[{mode}] cluster detected: {} service ranges {:?}, Kubernetes {}", facts.mode, facts.service_cidrs, facts.server_version);
-    let services = tables.services.iter().filter(|s| plan(s, mode, &options.selection) == Plan::Run).count();
-    let dataplane = tables.dataplane.iter().filter(|r| r.modes.contains(&mode)).count() * mode.families().len();
-    emit(reports::Event::ModeStarted { mode: mode.name().into(), cases: services + dataplane });
-    if !tables.services.is_empty() {
-        let started = Instant::now();
-        runner::run_services(client, &facts, &tables.services, options, emit).await;
-        println!("[{mode}] phase services: {:.1}s", started.elapsed().as_secs_f64());
-    }
-    if !tables.dataplane.is_empty() {
-        let started = Instant::now();
-        harness::dataplane::run_dataplane(client, mode, &tables.dataplane, &options.selection, Duration::from_secs(90), after_fixture_hook, emit)
-            .await?;
-        println!("[{mode}] phase dataplane: {:.1}s", started.elapsed().as_secs_f64());
-    }
-    Ok(())
 }
 
 fn fixtures_dir() -> PathBuf {

@@ -17,3 +17,4 @@ pub mod detect;
 pub mod services;
 pub mod runner;
 pub mod dataplane;
+pub mod session;

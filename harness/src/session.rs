@@ -1,0 +1,210 @@
+//! A whole run: for each mode, the cluster (an existing one, or a KIND cluster created for the run,
+//! with the vendor's CNI installed when asked), its detected facts, the suites, then cleanup. Every
+//! created cluster is deleted on every path out, an interrupt included (its guard deletes it when
+//! the run's future is dropped).
+
+use crate::cluster::{self, KindCluster};
+use crate::error::{Error, Result};
+use crate::kind::{ClusterFiles, ClusterSpec};
+use crate::mode::Mode;
+use crate::runner::{self, Plan, RunOptions, plan};
+use crate::scenario::Tables;
+use futures::StreamExt;
+use reports::Event;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How the vendor's CNI gets into a cluster created without the default one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CniInstall {
+    /// The offline image's default CNI.
+    Default,
+    /// `kubectl apply -f FILE`.
+    Manifest(PathBuf),
+    /// `sh -c CMD` with KUBECONFIG set (a helm install, for example).
+    Command(String),
+}
+
+/// Where the clusters come from.
+#[derive(Debug, Clone)]
+pub enum Clusters {
+    Existing { kubeconfig: PathBuf, context: Option<String> },
+    Kind { cni: CniInstall, keep: bool, node_image: Option<String>, ready_timeout: Duration },
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub modes: Vec<Mode>,
+    pub clusters: Clusters,
+    /// Modes run at once.
+    pub jobs: usize,
+    /// Test-only: a shell command run once the data-plane fixture is ready (fault injection).
+    pub after_fixture_hook: Option<String>,
+}
+
+/// Validates a CNI manifest before any cluster work: readable YAML documents, each a Kubernetes
+/// object with apiVersion and kind.
+pub fn check_cni_manifest(path: &std::path::Path) -> Result<()> {
+    let bad = |message: String| Error::Usage(format!("CNI manifest {}: {message}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_str_multiple::<serde_json::Value, Vec<_>>(&text).map_err(|e| bad(e.to_string().lines().next().unwrap_or_default().to_string()))?;
+    let objects: Vec<&serde_json::Value> = docs.iter().filter(|d| !d.is_null()).collect();
+    if objects.is_empty() {
+        return Err(bad("holds no Kubernetes object".into()));
+    }
+    for (i, doc) in objects.iter().enumerate() {
+        if doc.get("apiVersion").and_then(|v| v.as_str()).is_none() || doc.get("kind").and_then(|v| v.as_str()).is_none() {
+            return Err(bad(format!("document {} has no apiVersion and kind", i + 1)));
+        }
+    }
+    Ok(())
+}
+
+/// `kubectl`: the prepared one, else PATH.
+fn kubectl() -> PathBuf {
+    let prepared = crate::kind::cache_dir().join("bin/kubectl");
+    if prepared.is_file() { prepared } else { PathBuf::from("kubectl") }
+}
+
+async fn install_cni(cni: &CniInstall, kubeconfig: &std::path::Path) -> Result<()> {
+    let status = match cni {
+        CniInstall::Default => return Ok(()),
+        CniInstall::Manifest(file) => {
+            tokio::process::Command::new(kubectl()).arg("--kubeconfig").arg(kubeconfig).arg("apply").arg("-f").arg(file).status().await
+        }
+        CniInstall::Command(command) => tokio::process::Command::new("sh").args(["-ec", command]).env("KUBECONFIG", kubeconfig).status().await,
+    };
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(Error::Environment(format!("installing the CNI ({cni:?}) failed with {s}"))),
+        Err(e) => Err(Error::Environment(format!("installing the CNI ({cni:?}): {e}"))),
+    }
+}
+
+/// Runs every mode (`jobs` at a time); returns each mode's setup outcome. Cases go to `emit`.
+pub async fn run(session: &Session, tables: &Tables, options: &RunOptions, emit: &(dyn Fn(Event) + Sync)) -> Vec<(Mode, Result<()>)> {
+    futures::stream::iter(session.modes.iter().copied())
+        .map(|mode| async move {
+            let started = Instant::now();
+            let outcome = run_mode(session, mode, tables, options, emit).await;
+            if let Err(e) = &outcome {
+                emit(Event::SetupFailed { mode: mode.name().into(), phase: phase_of(e).into(), message: e.to_string() });
+            }
+            emit(Event::ModeFinished { mode: mode.name().into(), duration: started.elapsed() });
+            (mode, outcome)
+        })
+        .buffer_unordered(session.jobs.max(1))
+        .collect()
+        .await
+}
+
+fn phase_of(error: &Error) -> &'static str {
+    match error {
+        Error::ClusterCreate { .. } | Error::Timeout { .. } => "create",
+        Error::Interrupted => "interrupted",
+        _ => "setup",
+    }
+}
+
+async fn run_mode(session: &Session, mode: Mode, tables: &Tables, options: &RunOptions, emit: &(dyn Fn(Event) + Sync)) -> Result<()> {
+    let hook = session.after_fixture_hook.as_deref();
+    let (cni, keep, node_image, ready_timeout) = match &session.clusters {
+        Clusters::Existing { kubeconfig, context } => {
+            let client = cluster::client_from_kubeconfig(kubeconfig, context.as_deref()).await?;
+            return run_on(&client, mode, tables, options, hook, emit).await;
+        }
+        Clusters::Kind { cni, keep, node_image, ready_timeout } => (cni, *keep, node_image.clone(), *ready_timeout),
+    };
+    let name = crate::kind::unique_cluster_name(mode);
+    let files = ClusterFiles::new(&name)?;
+    let spec = ClusterSpec { default_cni: *cni == CniInstall::Default, ..ClusterSpec::new(mode) };
+    // Whatever happens next (failure, or an interrupt dropping this future), the cluster goes away.
+    let guard = ClusterGuard { files: files.clone(), keep };
+    let (cluster, timings) = KindCluster::up(&name, spec.clone(), node_image, ready_timeout).await?;
+    println!(
+        "[{mode}] phase create: {:.1}s (kind {:.1}s, API/Ready + CoreDNS {:.1}s), cluster {name}",
+        (timings.create + timings.ready).as_secs_f64(),
+        timings.create.as_secs_f64(),
+        timings.ready.as_secs_f64()
+    );
+    if *cni != CniInstall::Default {
+        let started = Instant::now();
+        install_cni(cni, &files.kubeconfig).await?;
+        cluster::wait_ready(&cluster.client, spec.node_count(), ready_timeout).await?;
+        println!("[{mode}] phase cni: {:.1}s (installed, nodes Ready, CoreDNS available)", started.elapsed().as_secs_f64());
+    }
+    let outcome = run_on(&cluster.client, mode, tables, options, hook, emit).await;
+    if keep {
+        println!("[{mode}] kept cluster {name}; kubeconfig {}", files.kubeconfig.display());
+    }
+    let deleting = Instant::now();
+    guard.finish().await;
+    if !keep {
+        println!("[{mode}] phase delete: {:.1}s", deleting.elapsed().as_secs_f64());
+    }
+    outcome
+}
+
+/// Deletes a created cluster on every path out of `run_mode`.
+struct ClusterGuard {
+    files: ClusterFiles,
+    keep: bool,
+}
+
+impl ClusterGuard {
+    async fn finish(self) {
+        if !self.keep
+            && let Err(e) = cluster::destroy(&self.files).await
+        {
+            eprintln!("warning: deleting cluster {}: {e}", self.files.name);
+        }
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        // Dropped without finish(): an error or an interrupt; no runtime to await on, so block.
+        let kind = crate::kind::Kind::locate().map(|k| k.binary().to_path_buf()).unwrap_or_else(|_| "kind".into());
+        eprintln!("deleting cluster {}", self.files.name);
+        let _ = std::process::Command::new(kind).args(["delete", "cluster", "--name", &self.files.name]).output();
+        let _ = std::process::Command::new("docker").args(["network", "rm", &self.files.network]).output();
+        let _ = self.files.remove_dir();
+    }
+}
+
+async fn run_on(
+    client: &kube::Client,
+    mode: Mode,
+    tables: &Tables,
+    options: &RunOptions,
+    after_fixture_hook: Option<&str>,
+    emit: &(dyn Fn(Event) + Sync),
+) -> Result<()> {
+    let facts = crate::detect::detect(client).await?;
+    if facts.mode != mode {
+        return Err(Error::Environment(format!(
+            "the cluster is {} (service ranges {:?}), not {mode} as requested; refusing to run",
+            facts.mode, facts.service_cidrs
+        )));
+    }
+    println!("[{mode}] cluster detected: {} service ranges {:?}, Kubernetes {}", facts.mode, facts.service_cidrs, facts.server_version);
+    let services = tables.services.iter().filter(|s| plan(s, mode, &options.selection) == Plan::Run).count();
+    let dataplane = tables.dataplane.iter().filter(|r| r.modes.contains(&mode)).count() * mode.families().len();
+    emit(Event::ModeStarted { mode: mode.name().into(), cases: services + dataplane });
+    if !tables.services.is_empty() {
+        let started = Instant::now();
+        runner::run_services(client, &facts, &tables.services, options, emit).await;
+        println!("[{mode}] phase services: {:.1}s", started.elapsed().as_secs_f64());
+    }
+    if !tables.dataplane.is_empty() {
+        let started = Instant::now();
+        crate::dataplane::run_dataplane(client, mode, &tables.dataplane, &options.selection, Duration::from_secs(90), after_fixture_hook, emit)
+            .await?;
+        println!("[{mode}] phase dataplane: {:.1}s", started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
