@@ -44,7 +44,10 @@ enum Command {
     /// Run the scenario tables against a cluster (created for the run, or --kubeconfig).
     #[command(after_help = "Examples:\n  dualstack run --mode dual --report-dir reports-out\n  \
 dualstack run --mode ipv6 --kubeconfig ~/.kube/config --filter 'S1*' --report-dir out")]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Work with report directories.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// List every scenario id x mode that would run, and why any is skipped.
     #[command(after_help = "Example: dualstack list --mode ipv4 --skip 'U*'")]
     List(ListArgs),
@@ -64,6 +67,9 @@ struct SelectionArgs {
     /// Skip scenarios whose ID or SUITE/ID matches this glob (repeatable).
     #[arg(long)]
     skip: Vec<String>,
+    /// Only this job's share of the rows: INDEX/COUNT, e.g. 1/2 (merge with `dualstack report merge`).
+    #[arg(long)]
+    shard: Option<String>,
 }
 
 #[derive(Args)]
@@ -111,6 +117,20 @@ struct RunArgs {
     /// Test-only: a shell command run once the data-plane fixture is ready (fault injection).
     #[arg(long, hide = true)]
     after_fixture_hook: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Merge the report directories of a CI matrix (one job per mode or per --shard) into one set.
+    #[command(after_help = "Example: dualstack report merge reports-ipv4 reports-dual --out reports")]
+    Merge {
+        /// Report directories, each with a results.json.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where the merged junit.xml, results.json and summary.md go.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -219,8 +239,9 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             Ok(exit::OK)
         }
         Command::Cluster(ClusterCommand::Check(args)) => cluster_check(args).await,
-        Command::Run(args) => run_suites(args).await,
+        Command::Run(args) => run_suites(*args).await,
         Command::List(args) => list(args),
+        Command::Report(ReportCommand::Merge { dirs, out }) => merge_reports(&dirs, &out),
     }
 }
 
@@ -246,7 +267,8 @@ fn load_scenarios(selection: &SelectionArgs) -> Result<(Tables, Selection), Erro
         tables.services.retain(|s| selection.suites.contains(&s.suite));
         tables.dataplane.retain(|r| selection.suites.contains(&r.suite));
     }
-    let selection = Selection::new(&selection.filter, &selection.skip)?;
+    let shard = selection.shard.as_deref().map(str::parse::<harness::runner::Shard>).transpose().map_err(Error::Usage)?;
+    let selection = Selection::new(&selection.filter, &selection.skip)?.with_shard(shard);
     Ok((tables, selection))
 }
 
@@ -258,7 +280,7 @@ fn list(args: ListArgs) -> Result<u8, Error> {
     let (tables, selection) = load_scenarios(&args.selection)?;
     let (mut run, mut skipped) = (0, 0);
     for mode in &modes {
-        for row in &tables.dataplane {
+        for row in tables.dataplane.iter().filter(|r| selection.in_shard(&r.suite, &r.id)) {
             let reason = if row.modes.contains(mode) { selection.excludes_id(&row.suite, &row.id) } else { Some("does not apply".into()) };
             match reason {
                 None => {
@@ -272,7 +294,7 @@ fn list(args: ListArgs) -> Result<u8, Error> {
                 }
             }
         }
-        for scenario in &tables.services {
+        for scenario in tables.services.iter().filter(|s| selection.in_shard(&s.suite, &s.id)) {
             match plan(scenario, *mode, &selection) {
                 Plan::Run => {
                     run += 1;
@@ -370,10 +392,11 @@ async fn run_suites(args: RunArgs) -> Result<u8, Error> {
             .unwrap_or_default();
         for &mode in &modes {
             let unfinished = |suite: &str, id: &str| !finished.contains(&(suite.to_string(), id.to_string(), mode.name().to_string()));
-            for s in tables.services.iter().filter(|s| plan(s, mode, &options.selection) == Plan::Run && unfinished(&s.suite, &s.id)) {
+            let mine = |suite: &str, id: &str| options.selection.in_shard(suite, id) && unfinished(suite, id);
+            for s in tables.services.iter().filter(|s| plan(s, mode, &options.selection) == Plan::Run && mine(&s.suite, &s.id)) {
                 emit(reports::Event::CaseFinished(interrupted_case(&s.suite, &s.group, &s.id, &s.title, mode)));
             }
-            for row in tables.dataplane.iter().filter(|r| r.modes.contains(&mode)) {
+            for row in tables.dataplane.iter().filter(|r| r.modes.contains(&mode) && options.selection.in_shard(&r.suite, &r.id)) {
                 for family in mode.families() {
                     let id = format!("{}/{}", row.id, family.slug());
                     if unfinished(&row.suite, &id) {
@@ -400,6 +423,28 @@ async fn run_suites(args: RunArgs) -> Result<u8, Error> {
         return Ok(exit_code(&e));
     }
     Ok(if report.passed() { exit::OK } else { exit::CONFORMANCE_FAILURES })
+}
+
+fn merge_reports(dirs: &[PathBuf], out: &std::path::Path) -> Result<u8, Error> {
+    let mut merged = reports::Report::default();
+    let mut seen: std::collections::BTreeMap<(String, String), PathBuf> = std::collections::BTreeMap::new();
+    for dir in dirs {
+        let path = dir.join("results.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+        let report = reports::json::from_json(&text).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+        for case in report.cases {
+            let key = (case.name(), format!("{}.{}", case.suite, case.group));
+            if let Some(first) = seen.insert(key.clone(), dir.clone()) {
+                return Err(Error::Usage(format!("case '{}' is in both {} and {}", key.0, first.display(), dir.display())));
+            }
+            merged.cases.push(case);
+        }
+        merged.mode_durations.extend(report.mode_durations);
+    }
+    check_report_dir(out)?;
+    reports::write_all(&merged, out).map_err(Error::io(format!("writing reports to {}", out.display())))?;
+    print!("{}", reports::console::summary(&merged));
+    Ok(if merged.passed() { exit::OK } else { exit::CONFORMANCE_FAILURES })
 }
 
 fn interrupted_case(suite: &str, group: &str, id: &str, title: &str, mode: Mode) -> reports::CaseResult {

@@ -1,6 +1,8 @@
 //! Bad input: every malformed scenario table and CLI flag gives one clear line naming the file,
 //! line, column and field, and exit code 2 (usage) or 3 (environment), before any cluster work.
 
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
 use rstest::rstest;
 use std::path::PathBuf;
 use std::process::Command;

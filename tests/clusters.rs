@@ -2,6 +2,8 @@
 //! README's test command runs it). Cluster tests take a lock: on 2 cores one cluster at a time is
 //! both faster and steadier than several.
 
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
 use harness::Mode;
 use harness::scenario::load_dirs;
 use harness::services::concrete;
@@ -83,6 +85,67 @@ fn rows_that_differ(real: Mode, judge: Mode) -> (BTreeSet<String>, BTreeSet<Stri
     (differ, same)
 }
 
+fn kubectl(kubeconfig: &str, args: &[&str]) -> Output {
+    let cache = std::env::var("DUALSTACK_CACHE").unwrap_or_else(|_| "/var/cache/dualstack".into());
+    let out = Command::new(format!("{cache}/bin/kubectl")).arg("--kubeconfig").arg(kubeconfig).args(args).output();
+    out.unwrap_or_else(|e| panic!("kubectl: {e}"))
+}
+
+/// Case names (with their classname) of a JUnit file.
+fn case_names(path: &Path) -> BTreeSet<String> {
+    junit_cases(path).into_iter().map(|(name, _)| name).collect()
+}
+
+/// A 2-way shard plus `report merge` gives the same set of cases as the unsharded run.
+fn shards_merge_to_the_whole(mode: Mode, kubeconfig: &str, whole: &Path) {
+    let base = std::env::temp_dir().join(format!("dualstack-shards-{:x}", std::process::id()));
+    let mut dirs = Vec::new();
+    for shard in ["1/2", "2/2"] {
+        let dir = base.join(shard.replace('/', "-of-"));
+        let d = dir.to_string_lossy().into_owned();
+        let run = dualstack(&["run", "--mode", mode.name(), "--suite", "services", "--kubeconfig", kubeconfig, "--report-dir", &d, "--shard", shard]);
+        assert_eq!(run.status.code(), Some(0), "shard {shard}: {}", stdout(&run));
+        dirs.push(d);
+    }
+    let merged = base.join("merged").to_string_lossy().into_owned();
+    let merge = dualstack(&["report", "merge", &dirs[0], &dirs[1], "--out", &merged]);
+    assert_eq!(merge.status.code(), Some(0), "{}", stderr(&merge));
+    let merged_junit = PathBuf::from(&merged).join("junit.xml");
+    validate_junit(&merged_junit);
+    let parts: Vec<BTreeSet<String>> = dirs.iter().map(|d| case_names(&PathBuf::from(d).join("junit.xml"))).collect();
+    assert!(parts[0].is_disjoint(&parts[1]), "shards overlap");
+    assert!(!parts[0].is_empty() && !parts[1].is_empty(), "a shard is empty");
+    assert_eq!(case_names(&merged_junit), case_names(whole));
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// The shipped least-privilege role is enough for a full run (both suites).
+fn run_under_least_privilege(mode: Mode, admin: &str) {
+    let rbac = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/rbac/dualstack-runner.yaml");
+    let applied = kubectl(admin, &["apply", "-f", &rbac.to_string_lossy()]);
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    let token = kubectl(admin, &["-n", "default", "create", "token", "dualstack-runner", "--duration", "1h"]);
+    assert!(token.status.success(), "{}", stderr(&token));
+    let server = stdout(&kubectl(admin, &["config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.server}"]));
+    let ca = stdout(&kubectl(admin, &["config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}"]));
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: '{server}', certificate-authority-data: '{ca}'}}\n\
+users:\n- name: runner\n  user: {{token: '{}'}}\ncontexts:\n- name: runner\n  context: {{cluster: c, user: runner}}\ncurrent-context: runner\n",
+        stdout(&token).trim()
+    );
+    let dir = std::env::temp_dir().join(format!("dualstack-rbac-{:x}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok();
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, kubeconfig).ok();
+    // Sanity: the identity really is limited (it may not read secrets).
+    let denied = kubectl(&path.to_string_lossy(), &["auth", "can-i", "get", "secrets", "-n", "kube-system"]);
+    assert_eq!(stdout(&denied).trim(), "no");
+    let reports = dir.join("reports").to_string_lossy().into_owned();
+    let run = dualstack(&["run", "--mode", mode.name(), "--kubeconfig", &path.to_string_lossy(), "--report-dir", &reports]);
+    assert_eq!(run.status.code(), Some(0), "run under the least-privilege role:\n{}{}", stdout(&run), stderr(&run));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Up, check, run the Service suites, prove detection, down: everything `.ci/run` needs of a mode.
 fn end_to_end(mode: Mode, judge_as: Mode, min_executed: usize) {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -103,13 +166,15 @@ fn end_to_end(mode: Mode, judge_as: Mode, min_executed: usize) {
         // Every applicable Service scenario passes.
         let reports = std::env::temp_dir().join(format!("{name}-reports"));
         let dir = reports.to_string_lossy().into_owned();
-        let run = dualstack(&["run", "--mode", mode.name(), "--kubeconfig", &kubeconfig, "--report-dir", &dir]);
+        let run = dualstack(&["run", "--mode", mode.name(), "--suite", "services", "--kubeconfig", &kubeconfig, "--report-dir", &dir]);
         assert_eq!(run.status.code(), Some(0), "run failed:\n{}", stdout(&run));
         let junit = reports.join("junit.xml");
         validate_junit(&junit);
         let cases = junit_cases(&junit);
         let executed = cases.iter().filter(|(_, s)| is_success(s)).count();
         assert!(executed >= min_executed, "{executed} cases executed, expected at least {min_executed}");
+        shards_merge_to_the_whole(mode, &kubeconfig, &junit);
+        run_under_least_privilege(mode, &kubeconfig);
 
         // The runner refuses a cluster whose real mode is not the requested one.
         let wrong = dualstack(&["run", "--mode", judge_as.name(), "--kubeconfig", &kubeconfig, "--report-dir", &dir]);
@@ -118,7 +183,8 @@ fn end_to_end(mode: Mode, judge_as: Mode, min_executed: usize) {
 
         // Detection: judged with another mode's expectations, exactly the rows whose expectations
         // differ fail, each naming a difference.
-        let forced = dualstack(&["run", "--mode", mode.name(), "--kubeconfig", &kubeconfig, "--report-dir", &dir, "--judge-as", judge_as.name()]);
+        let forced =
+            dualstack(&["run", "--mode", mode.name(), "--suite", "services", "--kubeconfig", &kubeconfig, "--report-dir", &dir, "--judge-as", judge_as.name()]);
         assert_eq!(forced.status.code(), Some(1), "{}", stdout(&forced));
         let cases = junit_cases(&junit);
         let failed: BTreeSet<String> = cases
@@ -153,6 +219,21 @@ fn dual_cluster_end_to_end() {
 #[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
 fn ipv6_cluster_end_to_end() {
     end_to_end(Mode::Ipv6, Mode::DualIpv6Primary, 40);
+}
+
+#[test]
+#[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
+fn a_vendor_cni_from_a_manifest_passes() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Our default CNI's manifest, applied by hand to clusters created without any CNI.
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/cni/dualstack-cni.yaml");
+    let reports = std::env::temp_dir().join(format!("dualstack-cni-{:x}", std::process::id()));
+    let dir = reports.to_string_lossy().into_owned();
+    let run = dualstack(&["run", "--mode", "dual", "--cni-manifest", &manifest.to_string_lossy(), "--report-dir", &dir]);
+    assert_eq!(run.status.code(), Some(0), "{}", stdout(&run));
+    assert!(stdout(&run).contains("phase cni:"), "{}", stdout(&run));
+    validate_junit(&reports.join("junit.xml"));
+    let _ = std::fs::remove_dir_all(&reports);
 }
 
 #[test]

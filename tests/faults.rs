@@ -2,6 +2,8 @@
 //! cluster passes every check; each fault of fixtures/faults/faults.yaml makes exactly its listed
 //! checks fail and no other. The cluster is recreated after each fault.
 
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
+
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

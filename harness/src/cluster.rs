@@ -58,9 +58,7 @@ impl KindCluster {
         files.create_dir()?;
         let config = kind::kind_config(&spec, HostNeeds::detect());
         let started = Instant::now();
-        if let Err(e) = kind.create(&files, &config, &node_image).await {
-            return Err(e);
-        }
+        kind.create(&files, &config, &node_image).await?;
         let create = started.elapsed();
         let cleanup_on_error = async |e: Error| {
             kind.export_logs(&files, &files.dir.join("kind-logs")).await;

@@ -832,7 +832,7 @@ pub async fn run_dataplane(
     };
     let mut results = Vec::new();
     let mut runnable = Vec::new();
-    for row in rows {
+    for row in rows.iter().filter(|r| selection.in_shard(&r.suite, &r.id)) {
         let skip_reason = if !row.modes.contains(&mode) {
             Some(format!("applies to {} only", row.modes.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")))
         } else {

@@ -12,11 +12,40 @@ use kube::Client;
 use reports::{CaseResult, Event, Status};
 use std::time::{Duration, Instant};
 
-/// `--filter` / `--skip` patterns: globs matched against `ID` and `SUITE/ID`.
+/// `--filter` / `--skip` patterns: globs matched against `ID` and `SUITE/ID`; and `--shard`.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
     filter: Vec<(String, GlobMatcher)>,
     skip: Vec<(String, GlobMatcher)>,
+    shard: Option<Shard>,
+}
+
+/// `--shard INDEX/COUNT` (1-based): a deterministic split of the rows, by a stable hash of
+/// `SUITE/ID`, so the jobs of a CI matrix together run every row exactly once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parsed = s.split_once('/').and_then(|(i, n)| Some((i.parse::<u32>().ok()?, n.parse::<u32>().ok()?)));
+        match parsed {
+            Some((index, count)) if count >= 1 && (1..=count).contains(&index) => Ok(Self { index, count }),
+            _ => Err(format!("--shard '{s}': expected INDEX/COUNT with 1 <= INDEX <= COUNT, e.g. 1/2")),
+        }
+    }
+}
+
+impl Shard {
+    /// Whether `suite/id` belongs to this shard (FNV-1a: stable across runs, platforms, versions).
+    pub fn contains(&self, suite: &str, id: &str) -> bool {
+        let hash = format!("{suite}/{id}").bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        hash % u64::from(self.count) == u64::from(self.index - 1)
+    }
 }
 
 impl Selection {
@@ -31,7 +60,17 @@ impl Selection {
                 })
                 .collect()
         };
-        Ok(Self { filter: compile(filter, "--filter")?, skip: compile(skip, "--skip")? })
+        Ok(Self { filter: compile(filter, "--filter")?, skip: compile(skip, "--skip")?, shard: None })
+    }
+
+    pub fn with_shard(mut self, shard: Option<Shard>) -> Self {
+        self.shard = shard;
+        self
+    }
+
+    /// Whether the row is this job's at all; rows of other shards are not reported here.
+    pub fn in_shard(&self, suite: &str, id: &str) -> bool {
+        self.shard.is_none_or(|s| s.contains(suite, id))
     }
 
     /// Why the scenario is not selected, if it is not.
@@ -66,6 +105,35 @@ pub fn plan(scenario: &Scenario, mode: Mode, selection: &Selection) -> Plan {
         return Plan::Skip(format!("applies to {} only", claimed.join(", ")));
     }
     selection.excludes(scenario).map_or(Plan::Run, Plan::Skip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[test]
+    fn shards_partition_the_rows() {
+        let ids: Vec<String> = (0..200).map(|i| format!("S{i:03}")).collect();
+        for count in 1..=5 {
+            let shards: Vec<Shard> = (1..=count).map(|index| Shard { index, count }).collect();
+            for id in &ids {
+                let owners = shards.iter().filter(|s| s.contains("services", id)).count();
+                assert_eq!(owners, 1, "{id} in {owners} of {count} shards");
+            }
+        }
+    }
+
+    #[rstest]
+    #[case("1/2", Ok(Shard { index: 1, count: 2 }))]
+    #[case("2/2", Ok(Shard { index: 2, count: 2 }))]
+    #[case("0/2", Err(()))]
+    #[case("3/2", Err(()))]
+    #[case("1/0", Err(()))]
+    #[case("half", Err(()))]
+    fn shard_syntax(#[case] text: &str, #[case] expected: Result<Shard, ()>) {
+        assert_eq!(text.parse::<Shard>().map_err(|_| ()), expected);
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -112,7 +180,7 @@ pub async fn run_services(
     let judge_mode = options.judge_as.unwrap_or(mode);
     let mut results = Vec::new();
     let mut runnable = Vec::new();
-    for scenario in scenarios {
+    for scenario in scenarios.iter().filter(|s| options.selection.in_shard(&s.suite, &s.id)) {
         // A forced judge mode runs only rows that claim both modes: their outcome on this cluster
         // is defined by the table, so exactly the rows whose expectations differ must fail.
         let planned = match plan(scenario, mode, &options.selection) {

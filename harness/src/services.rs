@@ -27,7 +27,7 @@ pub struct Verdict {
 #[derive(Debug, Clone)]
 pub enum Answer {
     Accepted { spec: Value },
-    Rejected(Status),
+    Rejected(Box<Status>),
 }
 
 /// Concrete family of a symbol for a mode. `secondary` on a single-stack cluster is the family the
@@ -245,7 +245,7 @@ fn answer_of(result: std::result::Result<DynamicObject, kube::Error>) -> Result<
     match result {
         Ok(obj) => Ok(Answer::Accepted { spec: obj.data.get("spec").cloned().unwrap_or(Value::Null) }),
         Err(kube::Error::Api(status)) if status.code >= 400 && status.code < 500 && status.code != 429 && status.code != 409 => {
-            Ok(Answer::Rejected(*status))
+            Ok(Answer::Rejected(status))
         }
         // 409, 429, 5xx and transport errors are not verdicts.
         Err(e) => Err(e.into()),
@@ -466,7 +466,7 @@ mod tests {
     }
 
     fn rejected_422(status: u16, field: &str, message: &str) -> Answer {
-        Answer::Rejected(Status {
+        Answer::Rejected(Box::new(Status {
             code: status,
             reason: "Invalid".into(),
             message: format!("Service \"x\" is invalid: {field}: {message}"),
@@ -483,7 +483,7 @@ mod tests {
                 retry_after_seconds: 0,
             }),
             ..Default::default()
-        })
+        }))
     }
 
     #[rstest]

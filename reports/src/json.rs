@@ -1,10 +1,75 @@
 //! `results.json`: every case of a run, versioned (`schemaVersion`); the schema is
 //! reports/results.schema.json.
 
-use crate::{Report, Status};
-use serde::Serialize;
+use crate::{CaseResult, Report, Status};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// The parts of results.json a merge reads back.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResultsIn {
+    schema_version: u32,
+    modes: Vec<ModeIn>,
+    cases: Vec<CaseIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ModeIn {
+    mode: String,
+    duration_seconds: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CaseIn {
+    suite: String,
+    group: String,
+    id: String,
+    title: String,
+    mode: String,
+    status: String,
+    duration_seconds: f64,
+    expected: String,
+    actual: String,
+    message: String,
+}
+
+/// Reads a results.json back into a report (for `dualstack report merge`).
+pub fn from_json(text: &str) -> Result<Report, String> {
+    let results: ResultsIn = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if results.schema_version != SCHEMA_VERSION {
+        return Err(format!("schemaVersion {} (this dualstack reads {SCHEMA_VERSION})", results.schema_version));
+    }
+    let seconds = |s: f64| Duration::try_from_secs_f64(s).unwrap_or_default();
+    let mut cases = Vec::new();
+    for c in results.cases {
+        let status = match c.status.as_str() {
+            "passed" => Status::Passed,
+            "failed" => Status::Failed,
+            "error" => Status::Error,
+            "skipped" => Status::Skipped,
+            other => return Err(format!("case {}: unknown status '{other}'", c.id)),
+        };
+        cases.push(CaseResult {
+            suite: c.suite,
+            group: c.group,
+            id: c.id,
+            title: c.title,
+            mode: c.mode,
+            status,
+            duration: seconds(c.duration_seconds),
+            expected: c.expected,
+            actual: c.actual,
+            message: c.message,
+            diagnostics: String::new(),
+        });
+    }
+    Ok(Report { cases, mode_durations: results.modes.into_iter().map(|m| (m.mode, seconds(m.duration_seconds))).collect() })
+}
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -83,3 +83,12 @@ fn results_json_validates_against_its_schema() {
     broken["cases"][0]["status"] = serde_json::json!("green");
     assert!(!validator.is_valid(&broken));
 }
+
+#[test]
+fn results_json_round_trips_for_merges() {
+    let (report, _) = fixed_report();
+    let back = reports::json::from_json(&reports::json::to_json(&report).unwrap_or_default()).unwrap_or_default();
+    let names = |r: &Report| r.cases.iter().map(|c| (c.name(), c.status, c.expected.clone(), c.actual.clone())).collect::<Vec<_>>();
+    assert_eq!(names(&back), names(&report));
+    assert_eq!(back.mode_durations, report.mode_durations);
+}
