@@ -460,6 +460,7 @@ fn interrupted_case(suite: &str, group: &str, id: &str, title: &str, mode: Mode)
         actual: "interrupted".into(),
         message: "interrupted".into(),
         diagnostics: String::new(),
+        retried: Vec::new(),
     }
 }
 

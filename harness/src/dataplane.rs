@@ -236,7 +236,7 @@ impl Fixture {
         let (Some(control_plane), Some(worker)) = (control_plane, worker) else {
             return Err(Error::Environment("the data-plane suite needs two nodes: a control-plane and a worker".into()));
         };
-        let namespace = probe_pod::create_namespace(client, "dualstack-dataplane").await?;
+        let namespace = probe_pod::create_namespace(client, "dualstack-dataplane", &crate::retry::Retries::default()).await?;
         let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
         let fixture = Self {
             client: client.clone(),
@@ -829,6 +829,7 @@ pub async fn run_dataplane(
         actual: v.actual,
         message: v.message,
         diagnostics,
+        retried: Vec::new(),
     };
     let mut results = Vec::new();
     let mut runnable = Vec::new();

@@ -18,3 +18,4 @@ pub mod services;
 pub mod runner;
 pub mod dataplane;
 pub mod session;
+pub mod retry;

@@ -46,7 +46,7 @@ pub struct ResolveResult {
 }
 
 /// Creates a labelled namespace with a unique name.
-pub async fn create_namespace(client: &Client, prefix: &str) -> Result<String> {
+pub async fn create_namespace(client: &Client, prefix: &str, retries: &crate::retry::Retries) -> Result<String> {
     let name = format!("{prefix}-{:06x}", rand::random::<u32>() & 0xff_ffff);
     let ns = Namespace {
         metadata: ObjectMeta {
@@ -56,7 +56,9 @@ pub async fn create_namespace(client: &Client, prefix: &str) -> Result<String> {
         },
         ..Default::default()
     };
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
+    let api = Api::<Namespace>::all(client.clone());
+    let post = PostParams::default();
+    retries.call("create namespace", || api.create(&post, &ns)).await?;
     Ok(name)
 }
 

@@ -165,6 +165,7 @@ fn base_result(scenario: &Scenario, mode: Mode) -> CaseResult {
         actual: String::new(),
         message: String::new(),
         diagnostics: String::new(),
+        retried: Vec::new(),
     }
 }
 
@@ -229,9 +230,10 @@ async fn run_one(
         return result;
     };
     let addresses = book.resolve(scenario, facts);
+    let retries = crate::retry::Retries::default();
     let attempt = async {
-        let namespace = probe_pod::create_namespace(client, &format!("dualstack-{}", scenario.id.to_lowercase())).await?;
-        let outcome = services::execute(client, &namespace, scenario, &addresses).await;
+        let namespace = probe_pod::create_namespace(client, &format!("dualstack-{}", scenario.id.to_lowercase()), &retries).await?;
+        let outcome = services::execute(client, &namespace, scenario, &addresses, &retries).await;
         probe_pod::delete_namespace(client, &namespace).await;
         outcome.map(|o| (o, namespace))
     };
@@ -260,5 +262,6 @@ async fn run_one(
         }
     }
     result.duration = started.elapsed();
+    result.retried = retries.taken();
     result
 }

@@ -189,6 +189,7 @@ pub async fn execute(
     namespace: &str,
     scenario: &Scenario,
     book: &BTreeMap<Placeholder, String>,
+    retries: &crate::retry::Retries,
 ) -> Result<(Answer, Option<Value>)> {
     let resource = ApiResource::erase::<k8s_openapi::api::core::v1::Service>(&());
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
@@ -201,7 +202,7 @@ pub async fn execute(
     let object: DynamicObject =
         serde_json::from_value(body.clone()).map_err(|e| Error::Usage(format!("{}: object: {e}", scenario.origin)))?;
     let params = PostParams { dry_run: scenario.dry_run, ..Default::default() };
-    let created = api.create(&params, &object).await;
+    let created = retries.call("create", || api.create(&params, &object)).await;
     let Some(update) = &scenario.update else {
         return Ok((answer_of(created)?, None));
     };
@@ -230,12 +231,14 @@ pub async fn execute(
             };
             apply_changes(&mut object, update, book);
             let object: DynamicObject = serde_json::from_value(object).map_err(|e| Error::Usage(e.to_string()))?;
-            api.replace(&name, &PostParams::default(), &object).await
+            let post = PostParams::default();
+            retries.call("replace", || api.replace(&name, &post, &object)).await
         }
         UpdateMethod::MergePatch | UpdateMethod::StrategicPatch => {
             let patch_body = substitute(update.body.as_ref().unwrap_or(&Value::Null), book);
             let patch = if update.method == UpdateMethod::MergePatch { Patch::Merge(patch_body) } else { Patch::Strategic(patch_body) };
-            api.patch(&name, &PatchParams::default(), &patch).await
+            let params = PatchParams::default();
+            retries.call("patch", || api.patch(&name, &params, &patch)).await
         }
     };
     Ok((answer_of(result)?, before))

@@ -76,7 +76,7 @@ pub async fn verify_cluster(client: &Client, mode: Mode) -> Result<Vec<Check>> {
         checks.extend(ordered_family_checks(&format!("node-podcidrs/{name}"), &name, mode, &cidrs));
     }
 
-    let namespace = probe_pod::create_namespace(client, "dualstack-verify").await?;
+    let namespace = probe_pod::create_namespace(client, "dualstack-verify", &crate::retry::Retries::default()).await?;
     let outcome = verify_workloads(client, mode, &namespace, &nodes, &mut checks).await;
     probe_pod::delete_namespace(client, &namespace).await;
     outcome?;

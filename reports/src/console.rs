@@ -8,6 +8,9 @@ pub fn line(event: &Event) -> Option<String> {
     match event {
         Event::ModeStarted { mode, cases } => Some(format!("[{mode}] running {cases} cases")),
         Event::CaseFinished(case) if matches!(case.status, Status::Failed | Status::Error) => Some(failure_line(case)),
+        Event::CaseFinished(case) if !case.retried.is_empty() => {
+            Some(format!("FLAKY {}/{}: passed after {}", case.suite, case.name(), case.retried.join("; ")))
+        }
         Event::CaseFinished(_) => None,
         Event::SetupFailed { mode, phase, message } => Some(format!("[{mode}] SETUP FAILED in {phase}: {message}")),
         Event::ModeFinished { mode, duration } => Some(format!("[{mode}] finished in {:.1}s", duration.as_secs_f64())),

@@ -36,6 +36,8 @@ struct CaseIn {
     expected: String,
     actual: String,
     message: String,
+    #[serde(default)]
+    retried: Vec<String>,
 }
 
 /// Reads a results.json back into a report (for `dualstack report merge`).
@@ -66,6 +68,7 @@ pub fn from_json(text: &str) -> Result<Report, String> {
             actual: c.actual,
             message: c.message,
             diagnostics: String::new(),
+            retried: c.retried,
         });
     }
     Ok(Report { cases, mode_durations: results.modes.into_iter().map(|m| (m.mode, seconds(m.duration_seconds))).collect() })
@@ -117,6 +120,8 @@ struct Case<'a> {
     expected: &'a str,
     actual: &'a str,
     message: &'a str,
+    /// Transient errors retried (a passed case with any is flaky).
+    retried: &'a [String],
 }
 
 fn status_name(status: Status) -> &'static str {
@@ -155,6 +160,7 @@ pub fn to_json(report: &Report) -> Result<String, serde_json::Error> {
                 expected: &c.expected,
                 actual: &c.actual,
                 message: &c.message,
+                retried: &c.retried,
             })
             .collect(),
     };

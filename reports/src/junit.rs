@@ -9,6 +9,19 @@ use std::time::Duration;
 fn test_case(case: &CaseResult) -> TestCase {
     let body = format!("expected: {}\nactual:   {}\n{}", case.expected, case.actual, case.message);
     let status = match case.status {
+        Status::Passed if !case.retried.is_empty() => {
+            // Passed only after transient errors: a flaky marker, not a hidden retry.
+            let mut s = TestCaseStatus::success();
+            if let TestCaseStatus::Success { flaky_runs } = &mut s {
+                for note in &case.retried {
+                    let mut rerun = quick_junit::TestRerun::new(NonSuccessKind::Error);
+                    rerun.set_type("transient");
+                    rerun.set_message(note.as_str());
+                    flaky_runs.push(rerun);
+                }
+            }
+            s
+        }
         Status::Passed => TestCaseStatus::success(),
         Status::Skipped => {
             let mut s = TestCaseStatus::skipped();

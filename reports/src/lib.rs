@@ -35,6 +35,8 @@ pub struct CaseResult {
     pub message: String,
     /// Diagnostics for the JUnit system-out (events, states, log paths).
     pub diagnostics: String,
+    /// Transient errors retried on the way; a passed case with any is flaky, and says so.
+    pub retried: Vec<String>,
 }
 
 impl CaseResult {
@@ -78,6 +80,7 @@ impl Report {
                 actual: message.clone(),
                 message: message.clone(),
                 diagnostics: String::new(),
+                retried: Vec::new(),
             }),
             Event::ModeFinished { mode, duration } => self.mode_durations.push((mode.clone(), *duration)),
             Event::ModeStarted { .. } => {}

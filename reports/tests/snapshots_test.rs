@@ -16,6 +16,7 @@ fn case(id: &str, title: &str, mode: &str, status: Status, message: &str) -> Cas
         actual: if status == Status::Failed { "accepted: policy=PreferDualStack families=[IPv4]".into() } else { "as expected".into() },
         message: message.into(),
         diagnostics: if status == Status::Error { "pod events: FailedScheduling 0/2 nodes".into() } else { String::new() },
+        retried: if id == "S12" { vec!["create: 503 etcdserver: leader changed (retried)".into()] } else { vec![] },
     }
 }
 
