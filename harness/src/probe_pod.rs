@@ -17,6 +17,33 @@ pub fn probe_image() -> String {
 
 /// Label on everything the suite creates, so leftovers of a crashed run can be found and removed.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "dualstack");
+/// When a namespace the suite created may be collected by a later run: no run lives this long, so
+/// a namespace past it belongs to a run that crashed (live runs' namespaces are left alone).
+pub const EXPIRES_AT: &str = "dualstack.io/expires-at";
+const NAMESPACE_LIFETIME_SECONDS: u64 = 3600;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Deletes the suite's namespaces whose expiry has passed (left by crashed runs); returns their names.
+pub async fn collect_expired_namespaces(client: &Client) -> Result<Vec<String>> {
+    let api = Api::<Namespace>::all(client.clone());
+    let label = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+    let now = unix_now();
+    let mut collected = Vec::new();
+    for ns in api.list(&kube::api::ListParams::default().labels(&label)).await?.items {
+        let expires = ns.metadata.annotations.as_ref().and_then(|a| a.get(EXPIRES_AT)).and_then(|v| v.parse::<u64>().ok());
+        let terminating = ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
+        if let (Some(expires), Some(name), false) = (expires, ns.metadata.name.clone(), terminating)
+            && expires < now
+        {
+            delete_namespace(client, &name).await;
+            collected.push(name);
+        }
+    }
+    Ok(collected)
+}
 pub const PROBE_PORT: u16 = 8080;
 
 /// What the probe's server saw (relayed by the client).
@@ -52,6 +79,7 @@ pub async fn create_namespace(client: &Client, prefix: &str, retries: &crate::re
         metadata: ObjectMeta {
             name: Some(name.clone()),
             labels: Some(BTreeMap::from([(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string())])),
+            annotations: Some(BTreeMap::from([(EXPIRES_AT.to_string(), (unix_now() + NAMESPACE_LIFETIME_SECONDS).to_string())])),
             ..Default::default()
         },
         ..Default::default()

@@ -118,6 +118,7 @@ async fn run_mode(session: &Session, mode: Mode, tables: &Tables, options: &RunO
     let name = crate::kind::unique_cluster_name(mode);
     let files = ClusterFiles::new(&name)?;
     let spec = ClusterSpec { default_cni: *cni == CniInstall::Default, ..ClusterSpec::new(mode) };
+    println!("[{mode}] creating cluster {name} ({} nodes)", spec.node_count());
     // Whatever happens next (failure, or an interrupt dropping this future), the cluster goes away.
     let guard = ClusterGuard { files: files.clone(), keep };
     let (cluster, timings) = KindCluster::up(&name, spec.clone(), node_image, ready_timeout).await?;
@@ -192,6 +193,10 @@ async fn run_on(
         )));
     }
     println!("[{mode}] cluster detected: {} service ranges {:?}, Kubernetes {}", facts.mode, facts.service_cidrs, facts.server_version);
+    let collected = crate::probe_pod::collect_expired_namespaces(client).await?;
+    if !collected.is_empty() {
+        println!("[{mode}] collected {} namespaces left by crashed runs: {}", collected.len(), collected.join(", "));
+    }
     let services = tables.services.iter().filter(|s| plan(s, mode, &options.selection) == Plan::Run).count();
     let dataplane = tables.dataplane.iter().filter(|r| r.modes.contains(&mode)).count() * mode.families().len();
     emit(Event::ModeStarted { mode: mode.name().into(), cases: services + dataplane });
