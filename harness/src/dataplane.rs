@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 /// The port the hostNetwork probe serves on (the node's own network namespace).
 const HOST_PROBE_PORT: u16 = 18080;
 
+/// How long a connection check keeps trying while the data plane converges.
+const CONVERGENCE: Duration = Duration::from_secs(10);
+
 /// Every check kind a data-plane row may name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -385,17 +388,29 @@ impl Fixture {
         serde_json::from_str(out.trim()).map_err(|e| Error::Environment(format!("probe in {from} printed {:?}: {e}", out.trim())))
     }
 
-    /// Runs a connection and judges it: answered, and by one of `responders`.
+    /// Runs a connection and judges it: answered, and by one of `responders`. kube-proxy and the CNI
+    /// program the data plane asynchronously after the API objects exist, so a connection is retried
+    /// for up to CONVERGENCE; the check fails when no attempt in that window got the right answer.
     async fn expect_answer(&self, action: String, from: &str, proto: Protocol, target: SocketAddr, bytes: usize, responders: &[String]) -> Result<Verdict> {
-        let got = self.connect(from, proto.name(), target, bytes).await?;
         let expected = format!("{from} -> {target} over {} answered by one of {responders:?}", proto.name());
-        Ok(match (got.ok, got.answer) {
-            (true, Some(answer)) if responders.contains(&answer.hostname) => {
-                pass(action, expected, format!("answered by {} (saw client {})", answer.hostname, answer.client))
+        let deadline = Instant::now() + CONVERGENCE;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let got = self.connect(from, proto.name(), target, bytes).await?;
+            let failure = match (got.ok, got.answer) {
+                (true, Some(answer)) if responders.contains(&answer.hostname) => {
+                    let retried = if attempts > 1 { format!(" on attempt {attempts}") } else { String::new() };
+                    return Ok(pass(action, expected, format!("answered by {} (saw client {}){retried}", answer.hostname, answer.client)));
+                }
+                (true, Some(answer)) => format!("wrong responder {} (saw client {})", answer.hostname, answer.client),
+                (_, _) => format!("{from} -> {target}: {}", got.error.unwrap_or_else(|| "no answer".into())),
+            };
+            if Instant::now() >= deadline {
+                return Ok(fail(action, expected, format!("{failure} ({attempts} attempts over {}s)", CONVERGENCE.as_secs())));
             }
-            (true, Some(answer)) => fail(action, expected, format!("wrong responder {} (saw client {})", answer.hostname, answer.client)),
-            (_, _) => fail(action, expected, format!("{from} -> {target}: {}", got.error.unwrap_or_else(|| "no answer".into()))),
-        })
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     async fn raw_exec(&self, pod: &str, command: &[&str]) -> Result<String> {
@@ -631,6 +646,12 @@ impl Fixture {
                         out.push(fail(named(proto.name()), format!("echo-affinity has a {family} clusterIP"), "none"));
                         continue;
                     };
+                    // Reachable first (bounded convergence), then 8 requests must stick to one endpoint.
+                    let reachable = self.expect_answer(named(proto.name()), "client", proto, SocketAddr::new(ip, 80), 16, &self.servers()).await?;
+                    if reachable.status != Status::Passed {
+                        out.push(reachable);
+                        continue;
+                    }
                     let mut responders = Vec::new();
                     let mut errors = Vec::new();
                     for _ in 0..8 {
