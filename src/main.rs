@@ -31,6 +31,20 @@ const EXIT_CODES_HELP: &str = "Exit codes: 0 all passed, 1 conformance failures,
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print every case as it finishes, passed ones included.
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    verbose: bool,
+    /// Print only failures and the summary.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+}
+
+/// How much the console says while a run goes on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
 }
 
 #[derive(Subcommand)]
@@ -42,8 +56,11 @@ enum Command {
     #[command(subcommand)]
     Cluster(ClusterCommand),
     /// Run the scenario tables against a cluster (created for the run, or --kubeconfig).
-    #[command(after_help = "Examples:\n  dualstack run --mode dual --report-dir reports-out\n  \
-dualstack run --mode ipv6 --kubeconfig ~/.kube/config --filter 'S1*' --report-dir out")]
+    #[command(after_help = "Examples:\n  dualstack run --mode all --report-dir reports-out\n  \
+dualstack run --mode ipv6 --kubeconfig ~/.kube/config --filter 'S1*' --report-dir out\n  \
+dualstack run --mode dual --cni-manifest my-cni.yaml --suite dataplane\n\n\
+Exit codes: 0 all passed, 1 conformance failures, 2 bad input or usage, 3 environment or setup failure, \
+130 interrupted (143 on SIGTERM).")]
     Run(Box<RunArgs>),
     /// Work with report directories.
     #[command(subcommand)]
@@ -229,6 +246,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<u8, Error> {
+    let verbosity = if cli.quiet { Verbosity::Quiet } else if cli.verbose { Verbosity::Verbose } else { Verbosity::Normal };
     match cli.command {
         Command::Prepare => prepare().await,
         Command::Cluster(ClusterCommand::Up(args)) => cluster_up(args).await,
@@ -239,7 +257,7 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             Ok(exit::OK)
         }
         Command::Cluster(ClusterCommand::Check(args)) => cluster_check(args).await,
-        Command::Run(args) => run_suites(*args).await,
+        Command::Run(args) => run_suites(*args, verbosity).await,
         Command::List(args) => list(args),
         Command::Report(ReportCommand::Merge { dirs, out }) => merge_reports(&dirs, &out),
     }
@@ -337,7 +355,78 @@ fn parse_modes(names: &[String]) -> Result<Vec<Mode>, Error> {
     Ok(modes)
 }
 
-async fn run_suites(args: RunArgs) -> Result<u8, Error> {
+/// The console side of the event stream: on a terminal a live progress line per run (phase-free:
+/// cases done/total and failures so far), elsewhere plain lines stamped with the time since start.
+struct Console {
+    verbosity: Verbosity,
+    terminal: bool,
+    started: Instant,
+    progress: std::sync::Mutex<std::collections::BTreeMap<String, (usize, usize, usize)>>,
+}
+
+impl Console {
+    fn new(verbosity: Verbosity) -> Self {
+        use std::io::IsTerminal;
+        Self { verbosity, terminal: std::io::stdout().is_terminal(), started: Instant::now(), progress: Default::default() }
+    }
+
+    fn on(&self, event: &reports::Event) {
+        let line = match (event, self.verbosity) {
+            (reports::Event::CaseFinished(case), Verbosity::Verbose) if case.status == reports::Status::Passed && case.retried.is_empty() => {
+                Some(format!("PASS {}/{}", case.suite, case.name()))
+            }
+            (reports::Event::CaseFinished(case), Verbosity::Verbose) if case.status == reports::Status::Skipped => {
+                Some(format!("SKIP {}/{}: {}", case.suite, case.name(), case.message))
+            }
+            (reports::Event::CaseFinished(case), Verbosity::Quiet) if !matches!(case.status, reports::Status::Failed | reports::Status::Error) => None,
+            (reports::Event::ModeStarted { .. } | reports::Event::ModeFinished { .. }, Verbosity::Quiet) => None,
+            (event, _) => reports::console::line(event),
+        };
+        let status = self.track(event);
+        if self.terminal {
+            // Clear the progress line, print what there is, redraw the progress line.
+            print!("\r\x1b[2K");
+            if let Some(line) = line {
+                println!("{line}");
+            }
+            if self.verbosity != Verbosity::Quiet {
+                print!("{status}");
+            }
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+        } else if let Some(line) = line {
+            println!("[{:>7.1}s] {line}", self.started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Updates the per-mode counters and renders them: `[dual] 45/72 done, 1 failed`.
+    fn track(&self, event: &reports::Event) -> String {
+        let Ok(mut progress) = self.progress.lock() else { return String::new() };
+        match event {
+            reports::Event::ModeStarted { mode, cases } => {
+                progress.entry(mode.clone()).or_default().1 = *cases;
+            }
+            reports::Event::CaseFinished(case) if case.status != reports::Status::Skipped => {
+                let entry = progress.entry(case.mode.clone()).or_default();
+                entry.0 += 1;
+                entry.1 = entry.1.max(entry.0);
+                if matches!(case.status, reports::Status::Failed | reports::Status::Error) {
+                    entry.2 += 1;
+                }
+            }
+            _ => {}
+        }
+        progress.iter().map(|(mode, (done, total, failed))| format!("[{mode}] {done}/{total} done, {failed} failed")).collect::<Vec<_>>().join("  ")
+    }
+
+    fn finish(&self) {
+        if self.terminal && self.verbosity != Verbosity::Quiet {
+            println!();
+        }
+    }
+}
+
+async fn run_suites(args: RunArgs, verbosity: Verbosity) -> Result<u8, Error> {
     let modes = parse_modes(&args.modes)?;
     let judge_as = args.judge_as.as_deref().map(parse_mode).transpose()?;
     let (tables, selection) = load_scenarios(&args.selection)?;
@@ -367,10 +456,9 @@ async fn run_suites(args: RunArgs) -> Result<u8, Error> {
         judge_as,
     };
     let report = std::sync::Mutex::new(reports::Report::default());
+    let console = Console::new(verbosity);
     let emit = |event: reports::Event| {
-        if let Some(line) = reports::console::line(&event) {
-            println!("{line}");
-        }
+        console.on(&event);
         if let Ok(mut r) = report.lock() {
             r.record(&event);
         }
@@ -406,6 +494,7 @@ async fn run_suites(args: RunArgs) -> Result<u8, Error> {
             }
         }
     }
+    console.finish();
     let report = report.into_inner().unwrap_or_default();
     reports::write_all(&report, &args.report_dir).map_err(Error::io(format!("writing reports to {}", args.report_dir.display())))?;
     print!("{}", reports::console::summary(&report));
