@@ -448,6 +448,12 @@ async fn run_suites(args: RunArgs, verbosity: Verbosity) -> Result<u8, Error> {
             Clusters::Kind { cni, keep: args.keep, node_image: args.node_image.clone(), ready_timeout: Duration::from_secs(args.ready_timeout) }
         }
     };
+    if matches!(clusters, Clusters::Kind { .. }) && args.node_image.is_none() && !machine_is_prepared().await {
+        println!("this machine lacks Docker, kind or the node image: running `dualstack prepare` first");
+        if prepare().await? != exit::OK {
+            return Err(Error::Environment("`dualstack prepare` failed; see the step it names".into()));
+        }
+    }
     let session = Session { modes: modes.clone(), clusters, jobs: args.jobs, after_fixture_hook: args.after_fixture_hook.clone() };
     let options = RunOptions {
         concurrency: args.concurrency,
@@ -582,6 +588,14 @@ async fn interrupted() -> u8 {
 fn fixtures_dir() -> PathBuf {
     std::env::var_os("DUALSTACK_FIXTURES")
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures"), PathBuf::from)
+}
+
+/// Docker answers, kind is there, and the offline node image and probe image exist.
+async fn machine_is_prepared() -> bool {
+    harness::kind::require_docker().await.is_ok()
+        && harness::kind::Kind::locate().is_ok()
+        && harness::kind::docker_has_image(&harness::kind::offline_node_image()).await
+        && harness::kind::docker_has_image(&harness::probe_pod::probe_image()).await
 }
 
 async fn prepare() -> Result<u8, Error> {
