@@ -198,7 +198,7 @@ pub async fn run_services(
             }
         }
     }
-    let book = AddressBook::new();
+    let book = AddressBook::new(services::allocated_addresses(client).await.unwrap_or_default());
     let finished: Vec<CaseResult> = futures::stream::iter(runnable)
         .map(|scenario| {
             let book = &book;

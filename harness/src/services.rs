@@ -54,15 +54,32 @@ pub fn concrete(expectation: &Expectation, mode: Mode) -> Expectation {
     }
 }
 
-/// Addresses chosen for a scenario's placeholders; unique across concurrent scenarios of a run.
+/// Addresses chosen for a scenario's placeholders: unique across the scenarios of a run, and none
+/// that the cluster holds already (a previous run's Services may still be terminating).
 pub struct AddressBook {
     next: AtomicU32,
+    in_use: std::collections::BTreeSet<IpAddr>,
 }
 
 impl AddressBook {
-    pub fn new() -> Self {
+    /// `in_use`: the addresses allocated when the run starts (the cluster's IPAddress objects).
+    pub fn new(in_use: std::collections::BTreeSet<IpAddr>) -> Self {
         // Start at a random point so two runs against one cluster rarely pick the same address.
-        Self { next: AtomicU32::new(rand::random::<u32>() % 200) }
+        Self { next: AtomicU32::new(rand::random::<u32>() % 200), in_use }
+    }
+
+    /// The next address of `range`'s static band that nobody holds.
+    fn free_address(&self, range: ipnet::IpNet) -> IpAddr {
+        // Static band of the range (KEP-3070): the dynamic allocator avoids the first addresses,
+        // so user-chosen ones there do not collide with allocations.
+        let mut candidate = nth_address(range, 20);
+        for _ in 0..200 {
+            candidate = nth_address(range, 20 + self.next.fetch_add(1, Ordering::Relaxed) % 200);
+            if !self.in_use.contains(&candidate) {
+                break;
+            }
+        }
+        candidate
     }
 
     /// Resolves every placeholder of one scenario to an address (the same one at every use).
@@ -92,11 +109,7 @@ impl AddressBook {
                 },
                 Placeholder::Free { family, .. } => {
                     let family = family_of_symbol(family, facts.mode).unwrap_or(IpFamily::IPv4);
-                    // Static band of the range (KEP-3070): the dynamic allocator avoids the first
-                    // addresses, so user-chosen ones there do not collide with allocations.
-                    let offset = 20 + self.next.fetch_add(1, Ordering::Relaxed) % 200;
-                    let range = facts.service_cidr(family).unwrap_or_else(|| default_range(family));
-                    nth_address(range, offset).to_string()
+                    self.free_address(facts.service_cidr(family).unwrap_or_else(|| default_range(family))).to_string()
                 }
             };
             resolved.insert(placeholder, address);
@@ -105,10 +118,11 @@ impl AddressBook {
     }
 }
 
-impl Default for AddressBook {
-    fn default() -> Self {
-        Self::new()
-    }
+/// Every service address the cluster has allocated (networking.k8s.io/v1 IPAddress objects).
+pub async fn allocated_addresses(client: &Client) -> Result<std::collections::BTreeSet<IpAddr>> {
+    let api: Api<k8s_openapi::api::networking::v1::IPAddress> = Api::all(client.clone());
+    let list = api.list(&kube::api::ListParams::default()).await?;
+    Ok(list.items.iter().filter_map(|a| a.metadata.name.as_deref()?.parse().ok()).collect())
 }
 
 fn default_range(family: IpFamily) -> ipnet::IpNet {
