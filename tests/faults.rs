@@ -9,6 +9,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// One cluster at a time: on 2 cores, concurrent clusters slow each other into timeouts.
+static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[derive(Deserialize)]
 struct Faults {
     faults: Vec<Fault>,
@@ -95,6 +98,7 @@ fn run_dataplane(cluster: &Cluster, hook: Option<&str>, reports: &Path) -> (Opti
 #[test]
 #[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
 fn each_fault_fails_exactly_its_checks() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let faults: Faults = serde_saphyr::from_str(&std::fs::read_to_string(root().join("fixtures/faults/faults.yaml")).unwrap_or_default())
         .unwrap_or_else(|e| panic!("faults.yaml: {e}"));
     assert!(faults.faults.len() >= 6);
@@ -130,6 +134,7 @@ fn each_fault_fails_exactly_its_checks() {
 #[test]
 #[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
 fn healthy_cluster_passes_every_data_plane_check_repeatedly() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let runs: usize = std::env::var("DUALSTACK_REPEAT").ok().and_then(|r| r.parse().ok()).unwrap_or(2);
     let cluster = Cluster::up(&format!("healthy-{:x}", std::process::id() & 0xffff));
     for i in 0..runs {
