@@ -8,6 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::mode::{IpFamily, Mode};
+use crate::objects::{internal_ips, of_family, pod_ips};
 use crate::probe_pod::{self, PROBE_PORT};
 use crate::scenario::LoadError;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
@@ -190,21 +191,8 @@ pub struct Fixture {
     started: Instant,
 }
 
-fn pod_ips(pod: &Pod) -> Vec<String> {
-    pod.status.as_ref().and_then(|s| s.pod_ips.as_ref()).map(|ips| ips.iter().map(|i| i.ip.clone()).collect()).unwrap_or_default()
-}
 
-fn of_family(values: &[String], family: IpFamily) -> Option<IpAddr> {
-    values.iter().filter_map(|v| v.parse::<IpAddr>().ok()).find(|ip| IpFamily::of(ip) == family)
-}
 
-fn internal_ips(node: &Node) -> Vec<String> {
-    node.status
-        .as_ref()
-        .and_then(|s| s.addresses.as_ref())
-        .map(|a| a.iter().filter(|a| a.type_ == "InternalIP").map(|a| a.address.clone()).collect())
-        .unwrap_or_default()
-}
 
 /// A stable name for a node in action names: its role, numbered when a role repeats
 /// (`control-plane`, `worker`, `worker2`), so case names do not change with cluster names.

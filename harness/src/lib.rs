@@ -19,3 +19,4 @@ pub mod runner;
 pub mod dataplane;
 pub mod session;
 pub mod retry;
+pub mod objects;

@@ -4,6 +4,7 @@
 
 use crate::error::Result;
 use crate::mode::{IpFamily, Mode};
+use crate::objects::{internal_ips, of_family, pod_ips};
 use crate::probe_pod::{self, PROBE_PORT};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{ListParams, PostParams};
@@ -45,25 +46,8 @@ fn ordered_family_checks(prefix: &str, subject: &str, mode: Mode, values: &[Stri
         .collect()
 }
 
-fn internal_ips(node: &Node) -> Vec<String> {
-    node.status
-        .as_ref()
-        .and_then(|s| s.addresses.as_ref())
-        .map(|a| a.iter().filter(|a| a.type_ == "InternalIP").map(|a| a.address.clone()).collect())
-        .unwrap_or_default()
-}
 
-fn pod_ips(pod: &Pod) -> Vec<String> {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.pod_ips.as_ref())
-        .map(|ips| ips.iter().map(|ip| ip.ip.clone()).collect())
-        .unwrap_or_default()
-}
 
-fn ip_of_family(values: &[String], family: IpFamily) -> Option<IpAddr> {
-    values.iter().filter_map(|v| v.parse::<IpAddr>().ok()).find(|ip| IpFamily::of(ip) == family)
-}
 
 /// Runs every check against the cluster `client` talks to, expecting `mode`.
 pub async fn verify_cluster(client: &Client, mode: Mode) -> Result<Vec<Check>> {
@@ -120,7 +104,7 @@ async fn verify_workloads(client: &Client, mode: Mode, namespace: &str, nodes: &
         let slug = family.slug();
         // CoreDNS reached over this family answers for kubernetes.default with the Service's IP.
         let check_name = format!("dns-kubernetes-default-over-{slug}");
-        match (ip_of_family(&coredns_ips, family), kubernetes_ip) {
+        match (of_family(&coredns_ips, family), kubernetes_ip) {
             (Some(dns), Some(want)) => {
                 let qtype = if want.is_ipv4() { "A" } else { "AAAA" };
                 let got = probe_pod::resolve(&pods, "client", "kubernetes.default.svc.cluster.local", qtype, dns).await?;
@@ -132,7 +116,7 @@ async fn verify_workloads(client: &Client, mode: Mode, namespace: &str, nodes: &
         }
         // Pod to pod across the two nodes.
         let check_name = format!("pod-to-pod-cross-node/tcp-{slug}");
-        match ip_of_family(&server_ips, family) {
+        match of_family(&server_ips, family) {
             Some(ip) => {
                 let got = probe_pod::connect(&pods, "client", "tcp", SocketAddr::new(ip, PROBE_PORT)).await?;
                 let responder = got.answer.as_ref().map(|a| a.hostname.clone());

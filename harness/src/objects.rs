@@ -1,0 +1,24 @@
+//! Addresses read off Kubernetes objects, shared by the cluster verification and the data-plane suite.
+
+use crate::mode::IpFamily;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use std::net::IpAddr;
+
+/// A node's InternalIPs, in the order the node reports them.
+pub fn internal_ips(node: &Node) -> Vec<String> {
+    node.status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .map(|a| a.iter().filter(|a| a.type_ == "InternalIP").map(|a| a.address.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// A pod's `status.podIPs`, in order.
+pub fn pod_ips(pod: &Pod) -> Vec<String> {
+    pod.status.as_ref().and_then(|s| s.pod_ips.as_ref()).map(|ips| ips.iter().map(|i| i.ip.clone()).collect()).unwrap_or_default()
+}
+
+/// The first address of `family` among `values`.
+pub fn of_family(values: &[String], family: IpFamily) -> Option<IpAddr> {
+    values.iter().filter_map(|v| v.parse::<IpAddr>().ok()).find(|ip| IpFamily::of(ip) == family)
+}
