@@ -435,7 +435,10 @@ async fn run_suites(args: RunArgs, verbosity: Verbosity) -> Result<u8, Error> {
         Some(kubeconfig) if modes.len() > 1 => {
             return Err(Error::Usage(format!("--kubeconfig {} is one cluster of one mode; give one --mode", kubeconfig.display())));
         }
-        Some(kubeconfig) => Clusters::Existing { kubeconfig: kubeconfig.clone(), context: args.context.clone() },
+        Some(kubeconfig) => {
+            cluster::check_kubeconfig(kubeconfig, args.context.as_deref()).await?;
+            Clusters::Existing { kubeconfig: kubeconfig.clone(), context: args.context.clone() }
+        }
         None => {
             let cni = match (&args.cni_manifest, &args.cni_install_cmd) {
                 (Some(file), _) => {

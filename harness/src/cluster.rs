@@ -11,6 +11,11 @@ use kube::{Api, Client};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// Checks that a kubeconfig file can be read and has the context, before any work starts.
+pub async fn check_kubeconfig(path: &Path, context: Option<&str>) -> Result<()> {
+    client_from_kubeconfig(path, context).await.map(|_| ())
+}
+
 /// A kube client for a kubeconfig file and optional context.
 pub async fn client_from_kubeconfig(path: &Path, context: Option<&str>) -> Result<Client> {
     // Parser errors may carry a multi-line source snippet; one line is enough to point at the file.
