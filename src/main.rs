@@ -92,7 +92,7 @@ struct SelectionArgs {
 #[derive(Args)]
 struct RunArgs {
     /// ipv4, ipv6, dual (IPv4 primary), dual-ipv6-primary, or all (repeatable).
-    #[arg(long = "mode", required = true)]
+    #[arg(long = "mode", default_value = "all")]
     modes: Vec<String>,
     /// Run against this cluster instead of creating one; its real mode must match --mode.
     #[arg(long, conflicts_with_all = ["cni_manifest", "cni_install_cmd", "keep", "node_image"])]

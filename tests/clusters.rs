@@ -213,6 +213,15 @@ fn end_to_end(mode: Mode, judge_as: Mode, min_executed: usize) {
         for file in ["junit.xml", "results.json", "summary.md"] {
             assert_no_secrets(&secrets, file, &std::fs::read_to_string(reports.join(file)).unwrap_or_default());
         }
+        // results.json follows its schema; summary.md renders to an HTML table.
+        let schema: serde_json::Value = serde_json::from_str(include_str!("../reports/results.schema.json")).unwrap();
+        let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(reports.join("results.json")).unwrap()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&results).map(|e| e.to_string()).collect();
+        assert_eq!(errors, Vec::<String>::new());
+        let html = Command::new("cmark-gfm").args(["-e", "table"]).arg(reports.join("summary.md")).output().unwrap();
+        let html = String::from_utf8_lossy(&html.stdout);
+        assert!(html.contains("<table>") && html.contains("dataplane/connectivity"), "summary.md did not render as a table:\n{html}");
         let junit = reports.join("junit.xml");
         validate_junit(&junit);
         let cases = junit_cases(&junit);
