@@ -79,6 +79,10 @@ fn run_dataplane(cluster: &Cluster, hook: Option<&str>, reports: &Path) -> (Opti
     let kubectl = kubectl();
     let out = dualstack(&args, &[("CLUSTER", &cluster.name), ("KUBECONFIG", &cluster.kubeconfig), ("KUBECTL", &kubectl)]);
     let xml = std::fs::read_to_string(reports.join("junit.xml")).unwrap_or_default();
+    // Failed cases carry the fixture's pods and events in their system-out.
+    if xml.contains("<failure") {
+        assert!(xml.contains("after the failures") && xml.contains("pod server-0 on"), "no diagnostics in the JUnit system-out");
+    }
     let report = quick_junit::Report::deserialize_from_str(&xml).unwrap_or_else(|e| panic!("junit: {e}\n{}", text(&out)));
     let (mut failed, mut errored, mut passed) = (BTreeSet::new(), Vec::new(), 0);
     for case in report.test_suites.iter().flat_map(|s| s.test_cases.iter()) {

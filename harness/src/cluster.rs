@@ -91,6 +91,13 @@ impl KindCluster {
             };
             return Err(cleanup_on_error(e).await);
         }
+        // The offline node image carries the probe; any other (kindest/node on a machine with a
+        // registry) gets it loaded, since the probe is built here and never pulled.
+        if node_image != kind::offline_node_image()
+            && let Err(e) = kind.load_image(&files, &crate::probe_pod::probe_image()).await
+        {
+            return Err(cleanup_on_error(e).await);
+        }
         let ready = started.elapsed() - create;
         Ok((Self { files, spec, node_image, client }, UpTimings { create, ready }))
     }

@@ -335,6 +335,32 @@ impl Fixture {
         probe_pod::delete_namespace(&self.client, &self.namespace).await;
     }
 
+    /// The fixture's pods (node, state, IPs) and the namespace's latest events, for failed cases.
+    async fn diagnostics(&self) -> String {
+        let mut out = format!("fixture namespace {} after the failures:\n", self.namespace);
+        if let Ok(pods) = self.pods.list(&ListParams::default()).await {
+            for pod in pods.items {
+                let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+                out.push_str(&format!("  pod {} on {node}: {}; podIPs {:?}\n", name_of(&pod), probe_pod::pod_state(&pod), pod_ips(&pod)));
+            }
+        }
+        let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        if let Ok(list) = events.list(&ListParams::default()).await {
+            let mut items = list.items;
+            items.sort_by_key(|e| e.last_timestamp.clone().map(|t| t.0));
+            for e in items.iter().rev().take(30).rev() {
+                let object = e.involved_object.name.clone().unwrap_or_default();
+                out.push_str(&format!(
+                    "  event {} {} {object}: {}\n",
+                    e.type_.clone().unwrap_or_default(),
+                    e.reason.clone().unwrap_or_default(),
+                    e.message.clone().unwrap_or_default().trim()
+                ));
+            }
+        }
+        out
+    }
+
     async fn pod(&self, name: &str) -> Result<Pod> {
         Ok(self.pods.get(name).await?)
     }
@@ -871,6 +897,8 @@ pub async fn run_dataplane(
     }
     let diagnostics = format!("fixture namespace {}; clients on {}, servers on {}; ready in {:.1}s",
         fixture.namespace, name_of(&fixture.control_plane), fixture.worker_name(), fixture.started.elapsed().as_secs_f64());
+    let failures = std::sync::atomic::AtomicUsize::new(0);
+    let failures = &failures;
     // Endpoint updates delete a server, so they run after everything else.
     let (last, first): (Vec<&DataplaneRow>, Vec<&DataplaneRow>) = runnable.into_iter().partition(|r| r.check == Check::EndpointUpdate);
     let run_rows = async |rows: Vec<&DataplaneRow>, concurrency: usize| -> Vec<CaseResult> {
@@ -891,6 +919,9 @@ pub async fn run_dataplane(
                     let each = started.elapsed() / u32::try_from(verdicts.len().max(1)).unwrap_or(1);
                     let cases: Vec<CaseResult> = verdicts.into_iter().map(|v| case(row, v, each, diagnostics.clone())).collect();
                     for c in &cases {
+                        if matches!(c.status, Status::Failed | Status::Error) {
+                            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                         emit(Event::CaseFinished(c.clone()));
                     }
                     cases
@@ -911,6 +942,9 @@ pub async fn run_dataplane(
             return Err(e.into());
         }
         results.extend(run_rows(last, 1).await);
+    }
+    if failures.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        emit(Event::Diagnostics { mode: mode.name().into(), text: fixture.diagnostics().await });
     }
     fixture.delete().await;
     Ok(results)

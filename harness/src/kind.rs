@@ -209,6 +209,24 @@ impl Kind {
         Err(Error::ClusterCreate { name: cluster.name.clone(), cause, kind_log: log_path, exported_logs: exported })
     }
 
+    /// `kind load docker-image IMAGE` into every node of the cluster.
+    pub async fn load_image(&self, cluster: &ClusterFiles, image: &str) -> Result<()> {
+        if !docker_has_image(image).await {
+            return Err(Error::Environment(format!("image {image} is not built on this machine; run `dualstack prepare`")));
+        }
+        let out = self
+            .command()
+            .args(["load", "docker-image", image, "--name", &cluster.name])
+            .output()
+            .await
+            .map_err(Error::io(format!("running {}", self.binary.display())))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(Error::Environment(format!("kind load docker-image {image} failed: {}", String::from_utf8_lossy(&out.stderr).trim())))
+        }
+    }
+
     /// `kind export logs`; best effort, since it runs when something already went wrong.
     pub async fn export_logs(&self, cluster: &ClusterFiles, dir: &Path) {
         let _ = self
@@ -302,6 +320,11 @@ impl ClusterFiles {
             _ => Ok(()),
         }
     }
+}
+
+/// Where logs of failed runs' clusters are exported; they outlive the clusters.
+pub fn logs_dir() -> PathBuf {
+    state_dir().join("logs")
 }
 
 fn state_dir() -> PathBuf {

@@ -134,7 +134,24 @@ async fn run_mode(session: &Session, mode: Mode, tables: &Tables, options: &RunO
         cluster::wait_ready(&cluster.client, spec.node_count(), ready_timeout).await?;
         println!("[{mode}] phase cni: {:.1}s (installed, nodes Ready, CoreDNS available)", started.elapsed().as_secs_f64());
     }
-    let outcome = run_on(&cluster.client, mode, tables, options, hook, emit).await;
+    // Count this mode's failures; after any, kind's logs are exported where they outlive the cluster.
+    let failures = std::sync::atomic::AtomicUsize::new(0);
+    let counting = |event: Event| {
+        if let Event::CaseFinished(case) = &event
+            && matches!(case.status, reports::Status::Failed | reports::Status::Error)
+        {
+            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        emit(event);
+    };
+    let outcome = run_on(&cluster.client, mode, tables, options, hook, &counting).await;
+    if failures.load(std::sync::atomic::Ordering::Relaxed) > 0 || outcome.is_err() {
+        let dir = crate::kind::logs_dir().join(&name);
+        if let Ok(kind) = crate::kind::Kind::locate() {
+            kind.export_logs(&files, &dir).await;
+            emit(Event::Diagnostics { mode: mode.name().into(), text: format!("KIND logs of cluster {name} exported to {}", dir.display()) });
+        }
+    }
     if keep {
         println!("[{mode}] kept cluster {name}; kubeconfig {}", files.kubeconfig.display());
     }

@@ -14,6 +14,7 @@ pub fn line(event: &Event) -> Option<String> {
         Event::CaseFinished(_) => None,
         Event::SetupFailed { mode, phase, message } => Some(format!("[{mode}] SETUP FAILED in {phase}: {message}")),
         Event::ModeFinished { mode, duration } => Some(format!("[{mode}] finished in {:.1}s", duration.as_secs_f64())),
+        Event::Diagnostics { mode, text } => text.lines().next().map(|first| format!("[{mode}] diagnostics: {first}")),
     }
 }
 

@@ -55,6 +55,9 @@ pub enum Event {
     /// always has a report.
     SetupFailed { mode: String, phase: String, message: String },
     ModeFinished { mode: String, duration: Duration },
+    /// What the harness collected after failures in a mode (pod states, events, exported logs);
+    /// attached to the system-out of that mode's failed and errored cases.
+    Diagnostics { mode: String, text: String },
 }
 
 /// Every result of a run, built from the event stream.
@@ -83,6 +86,14 @@ impl Report {
                 retried: Vec::new(),
             }),
             Event::ModeFinished { mode, duration } => self.mode_durations.push((mode.clone(), *duration)),
+            Event::Diagnostics { mode, text } => {
+                for case in self.cases.iter_mut().filter(|c| &c.mode == mode && matches!(c.status, Status::Failed | Status::Error)) {
+                    if !case.diagnostics.is_empty() {
+                        case.diagnostics.push('\n');
+                    }
+                    case.diagnostics.push_str(text);
+                }
+            }
             Event::ModeStarted { .. } => {}
         }
     }

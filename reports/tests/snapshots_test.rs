@@ -93,3 +93,11 @@ fn results_json_round_trips_for_merges() {
     assert_eq!(names(&back), names(&report));
     assert_eq!(back.mode_durations, report.mode_durations);
 }
+
+#[test]
+fn diagnostics_attach_to_the_failed_cases_of_their_mode_only() {
+    let (mut report, _) = fixed_report();
+    report.record(&Event::Diagnostics { mode: "dual".into(), text: "event Warning BackOff server-0".into() });
+    let with: Vec<&str> = report.cases.iter().filter(|c| c.diagnostics.contains("BackOff")).map(|c| c.id.as_str()).collect();
+    assert_eq!(with, vec!["S13", "S24"]);
+}
