@@ -22,8 +22,9 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-/// The port the hostNetwork probe serves on (the node's own network namespace).
-const HOST_PROBE_PORT: u16 = 18080;
+/// The hostNetwork probes share the node's ports with everything else there, a previous run's
+/// terminating pods included: each run picks its pair of ports in this range.
+const HOST_PORT_RANGE: std::ops::Range<u16> = 20000..29998;
 
 /// How long a connection check keeps trying while the data plane converges.
 const CONVERGENCE: Duration = Duration::from_secs(10);
@@ -188,6 +189,8 @@ pub struct Fixture {
     nodes: Vec<Node>,
     /// Name of the docker network the KIND nodes are on, when they are KIND nodes on this host.
     docker_network: Option<String>,
+    /// The hostNetwork server's port; the hostNetwork client serves on the next one.
+    host_port: u16,
     started: Instant,
 }
 
@@ -238,6 +241,7 @@ impl Fixture {
             control_plane,
             worker,
             nodes,
+            host_port: HOST_PORT_RANGE.start + rand::random::<u16>() % (HOST_PORT_RANGE.end - HOST_PORT_RANGE.start),
             started,
         };
         if let Err(e) = fixture.populate(timeout).await {
@@ -257,14 +261,14 @@ impl Fixture {
         }
         let mut host_server = probe_pod::probe_pod("host-server", &worker, &[("role", "host-server")], true);
         if let Some(container) = host_server.spec.as_mut().and_then(|s| s.containers.first_mut()) {
-            container.command = Some(vec!["/usr/local/bin/probe".into(), "serve".into(), "--port".into(), HOST_PROBE_PORT.to_string()]);
-            container.readiness_probe = Some(json(serde_json::json!({"tcpSocket": {"port": HOST_PROBE_PORT}, "periodSeconds": 1}))?);
+            container.command = Some(vec!["/usr/local/bin/probe".into(), "serve".into(), "--port".into(), self.host_port.to_string()]);
+            container.readiness_probe = Some(json(serde_json::json!({"tcpSocket": {"port": self.host_port}, "periodSeconds": 1}))?);
             container.ports = None;
         }
         let mut host_client = probe_pod::probe_pod("host-client", &cp, &[("role", "host-client")], true);
         if let Some(container) = host_client.spec.as_mut().and_then(|s| s.containers.first_mut()) {
-            container.command = Some(vec!["/usr/local/bin/probe".into(), "serve".into(), "--port".into(), (HOST_PROBE_PORT + 1).to_string()]);
-            container.readiness_probe = Some(json(serde_json::json!({"tcpSocket": {"port": HOST_PROBE_PORT + 1}, "periodSeconds": 1}))?);
+            container.command = Some(vec!["/usr/local/bin/probe".into(), "serve".into(), "--port".into(), (self.host_port + 1).to_string()]);
+            container.readiness_probe = Some(json(serde_json::json!({"tcpSocket": {"port": self.host_port + 1}, "periodSeconds": 1}))?);
             container.ports = None;
         }
         let pods = [
@@ -292,8 +296,8 @@ impl Fixture {
             serde_json::json!({"metadata": {"name": "echo-hairpin"}, "spec": {"ipFamilyPolicy": dual,
                 "selector": {"hairpin": "yes"}, "ports": ports}}),
             serde_json::json!({"metadata": {"name": "echo-host"}, "spec": {"ipFamilyPolicy": dual, "selector": {"role": "host-server"},
-                "ports": [{"name": "tcp", "port": 80, "targetPort": HOST_PROBE_PORT, "protocol": "TCP"},
-                          {"name": "udp", "port": 80, "targetPort": HOST_PROBE_PORT, "protocol": "UDP"}]}}),
+                "ports": [{"name": "tcp", "port": 80, "targetPort": self.host_port, "protocol": "TCP"},
+                          {"name": "udp", "port": 80, "targetPort": self.host_port, "protocol": "UDP"}]}}),
         ];
         for &family in self.mode.families() {
             services.push(serde_json::json!({"metadata": {"name": format!("echo-only-{}", family.slug())},

@@ -181,6 +181,12 @@ fn serve(port: u16) {
                 let listener: TcpListener = s.into();
                 workers.push(std::thread::spawn(move || serve_tcp(listener)));
             }
+            // Another process holds the port (a hostNetwork pod shares the node's ports): exit, so
+            // the kubelet restarts us, rather than look ready while serving nothing.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                eprintln!("tcp {family:?} :{port} is in use: {e}");
+                std::process::exit(1);
+            }
             Err(e) => eprintln!("tcp {family:?} :{port} not served: {e}"),
         }
         // SCTP one-to-one sockets behave like TCP streams; kernels without SCTP refuse the socket.
@@ -195,6 +201,10 @@ fn serve(port: u16) {
             Ok(s) => {
                 let socket: UdpSocket = s.into();
                 workers.push(std::thread::spawn(move || serve_udp(socket)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                eprintln!("udp {family:?} :{port} is in use: {e}");
+                std::process::exit(1);
             }
             Err(e) => eprintln!("udp {family:?} :{port} not served: {e}"),
         }
