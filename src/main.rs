@@ -219,7 +219,6 @@ fn parse_mode(text: &str) -> Result<Mode, Error> {
 
 fn exit_code(error: &Error) -> u8 {
     match error {
-        Error::Interrupted => exit::INTERRUPTED,
         Error::Usage(_) | Error::Kubeconfig { .. } => exit::USAGE,
         _ => exit::ENVIRONMENT,
     }

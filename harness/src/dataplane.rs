@@ -397,13 +397,7 @@ impl Fixture {
     }
 
     async fn connect(&self, from: &str, proto: &str, target: SocketAddr, bytes: usize) -> Result<probe_pod::ConnectResult> {
-        let out = probe_pod::exec(
-            &self.pods,
-            from,
-            &["connect".into(), proto.into(), target.to_string(), "--timeout-ms".into(), "3000".into(), "--bytes".into(), bytes.to_string()],
-        )
-        .await?;
-        serde_json::from_str(out.trim()).map_err(|e| Error::Environment(format!("probe in {from} printed {:?}: {e}", out.trim())))
+        probe_pod::connect(&self.pods, from, proto, target, bytes).await
     }
 
     /// Runs a connection and judges it: answered, and by one of `responders`. kube-proxy and the CNI
@@ -432,15 +426,7 @@ impl Fixture {
     }
 
     async fn raw_exec(&self, pod: &str, command: &[&str]) -> Result<String> {
-        use tokio::io::AsyncReadExt;
-        let params = kube::api::AttachParams::default().stdin(false).stdout(true).stderr(false);
-        let mut attached = self.pods.exec(pod, command.iter().map(|s| s.to_string()).collect::<Vec<_>>(), &params).await?;
-        let mut out = String::new();
-        if let Some(mut stdout) = attached.stdout() {
-            stdout.read_to_string(&mut out).await.map_err(Error::io(format!("reading from {pod}")))?;
-        }
-        let _ = attached.join().await;
-        Ok(out)
+        probe_pod::exec_command(&self.pods, pod, command.iter().map(|s| s.to_string()).collect()).await
     }
 
     fn worker_name(&self) -> String {
@@ -482,8 +468,7 @@ async fn docker_network_of(node: &str) -> Option<String> {
 /// family, at the family's position in the mode. Each family's action judges its own family only.
 fn ordered(action: String, mode: Mode, family: IpFamily, subject: &str, values: &[String]) -> Verdict {
     let position = mode.families().iter().position(|f| *f == family).unwrap_or(0);
-    let of_this_family: Vec<usize> = values.iter().enumerate().filter(|(_, v)| IpFamily::of_text(v) == Some(family)).map(|(i, _)| i).collect();
-    let ok = of_this_family == vec![position];
+    let ok = crate::objects::family_at_its_position(values, mode, family);
     verdict(action, ok, format!("{subject}: one {family} entry, at position {position}"), format!("{subject}: {values:?}"))
 }
 
@@ -713,8 +698,7 @@ impl Fixture {
                     self.server_ips().await?.iter().filter_map(|ips| of_family(ips, family)).collect()
                 };
                 let name = format!("{service}.{}.svc.cluster.local", self.namespace);
-                let out_text = probe_pod::exec(&self.pods, "client", &["resolve".into(), name.clone(), qtype.into()]).await?;
-                let got: probe_pod::ResolveResult = serde_json::from_str(out_text.trim()).map_err(|e| Error::Environment(format!("probe resolve printed {out_text:?}: {e}")))?;
+                let got = probe_pod::resolve(&self.pods, "client", &name, qtype, None).await?;
                 let have: BTreeSet<IpAddr> = got.addresses.iter().copied().collect();
                 out.push(verdict(named(&qtype.to_lowercase()), got.ok && have == want && !want.is_empty(),
                     format!("{qtype} {name} via {} = {want:?}", got.server), format!("{have:?} rcode {:?} {}", got.rcode, got.error.unwrap_or_default())));

@@ -16,9 +16,6 @@ pub enum Error {
     /// A bounded wait expired; says what it waited for and the last state it saw.
     #[error("timed out after {seconds}s waiting for {what}; last seen: {last_seen}")]
     Timeout { what: String, seconds: u64, last_seen: String },
-    /// Ctrl-C or SIGTERM.
-    #[error("interrupted")]
-    Interrupted,
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("kubeconfig {path}: {cause}")]

@@ -1,6 +1,6 @@
 //! Addresses read off Kubernetes objects, shared by the cluster verification and the data-plane suite.
 
-use crate::mode::IpFamily;
+use crate::mode::{IpFamily, Mode};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use std::net::IpAddr;
 
@@ -21,4 +21,13 @@ pub fn pod_ips(pod: &Pod) -> Vec<String> {
 /// The first address of `family` among `values`.
 pub fn of_family(values: &[String], family: IpFamily) -> Option<IpAddr> {
     values.iter().filter_map(|v| v.parse::<IpAddr>().ok()).find(|ip| IpFamily::of(ip) == family)
+}
+
+/// Whether `values` (addresses or CIDRs) hold exactly one entry of `family`, at that family's
+/// position in `mode`. Each family judges itself only, so a missing IPv6 entry fails the IPv6 check
+/// and not the IPv4 one.
+pub fn family_at_its_position(values: &[String], mode: Mode, family: IpFamily) -> bool {
+    let position = mode.families().iter().position(|f| *f == family);
+    let at: Vec<usize> = values.iter().enumerate().filter(|(_, v)| IpFamily::of_text(v) == Some(family)).map(|(i, _)| i).collect();
+    position.is_some_and(|p| at == vec![p])
 }

@@ -179,6 +179,11 @@ pub fn pod_state(pod: &Pod) -> String {
 pub async fn exec(pods: &Api<Pod>, pod: &str, args: &[String]) -> Result<String> {
     let mut command = vec!["/usr/local/bin/probe".to_string()];
     command.extend(args.iter().cloned());
+    exec_command(pods, pod, command).await
+}
+
+/// Runs any command inside `pod` (the probe image has coreutils) and returns its stdout.
+pub async fn exec_command(pods: &Api<Pod>, pod: &str, command: Vec<String>) -> Result<String> {
     let params = AttachParams::default().stdin(false).stdout(true).stderr(false);
     let mut attached = pods.exec(pod, command, &params).await?;
     let mut output = String::new();
@@ -186,22 +191,25 @@ pub async fn exec(pods: &Api<Pod>, pod: &str, args: &[String]) -> Result<String>
         stdout
             .read_to_string(&mut output)
             .await
-            .map_err(Error::io(format!("reading probe output from {pod}")))?;
+            .map_err(Error::io(format!("reading command output from {pod}")))?;
     }
     let _ = attached.join().await;
     Ok(output)
 }
 
-/// `probe connect PROTO ADDR:PORT` from inside `pod`.
-pub async fn connect(pods: &Api<Pod>, pod: &str, proto: &str, target: std::net::SocketAddr) -> Result<ConnectResult> {
-    let out = exec(pods, pod, &["connect".into(), proto.into(), target.to_string(), "--timeout-ms".into(), "3000".into()]).await?;
-    parse(&out, pod)
+/// `probe connect PROTO ADDR:PORT --bytes N` from inside `pod` (3 s timeout).
+pub async fn connect(pods: &Api<Pod>, pod: &str, proto: &str, target: std::net::SocketAddr, bytes: usize) -> Result<ConnectResult> {
+    let args = ["connect", proto, &target.to_string(), "--timeout-ms", "3000", "--bytes", &bytes.to_string()].map(str::to_string);
+    parse(&exec(pods, pod, &args).await?, pod)
 }
 
-/// `probe resolve NAME TYPE --server IP` from inside `pod`.
-pub async fn resolve(pods: &Api<Pod>, pod: &str, name: &str, qtype: &str, server: std::net::IpAddr) -> Result<ResolveResult> {
-    let out = exec(pods, pod, &["resolve".into(), name.into(), qtype.into(), "--server".into(), server.to_string()]).await?;
-    parse(&out, pod)
+/// `probe resolve NAME TYPE [--server IP]` from inside `pod`; without a server, the pod's resolv.conf.
+pub async fn resolve(pods: &Api<Pod>, pod: &str, name: &str, qtype: &str, server: Option<std::net::IpAddr>) -> Result<ResolveResult> {
+    let mut args = vec!["resolve".to_string(), name.into(), qtype.into()];
+    if let Some(server) = server {
+        args.extend(["--server".into(), server.to_string()]);
+    }
+    parse(&exec(pods, pod, &args).await?, pod)
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(out: &str, pod: &str) -> Result<T> {

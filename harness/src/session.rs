@@ -101,7 +101,6 @@ pub async fn run(session: &Session, tables: &Tables, options: &RunOptions, emit:
 fn phase_of(error: &Error) -> &'static str {
     match error {
         Error::ClusterCreate { .. } | Error::Timeout { .. } => "create",
-        Error::Interrupted => "interrupted",
         _ => "setup",
     }
 }

@@ -3,7 +3,7 @@
 //! traffic across nodes over each family. Every check is named with its family.
 
 use crate::error::Result;
-use crate::mode::{IpFamily, Mode};
+use crate::mode::Mode;
 use crate::objects::{internal_ips, of_family, pod_ips};
 use crate::probe_pod::{self, PROBE_PORT};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
@@ -26,21 +26,14 @@ impl Check {
     }
 }
 
-/// Families of `values` (addresses or CIDRs), in their order.
-fn families_of<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<Option<IpFamily>> {
-    values.into_iter().map(IpFamily::of_text).collect()
-}
 
 /// The per-family verdicts for an ordered list: family present, and at the mode's position.
 fn ordered_family_checks(prefix: &str, subject: &str, mode: Mode, values: &[String]) -> Vec<Check> {
-    let seen = families_of(values.iter().map(String::as_str));
     mode.families()
         .iter()
         .enumerate()
         .map(|(position, &family)| {
-            // Exactly one entry of this family, at its position: each family judges itself only.
-            let at: Vec<usize> = seen.iter().enumerate().filter(|(_, f)| **f == Some(family)).map(|(i, _)| i).collect();
-            let passed = at == vec![position];
+            let passed = crate::objects::family_at_its_position(values, mode, family);
             Check::new(format!("{prefix}-{}", family.slug()), passed, format!("{subject}: {values:?} (want one {family} at position {position})"))
         })
         .collect()
@@ -107,7 +100,7 @@ async fn verify_workloads(client: &Client, mode: Mode, namespace: &str, nodes: &
         match (of_family(&coredns_ips, family), kubernetes_ip) {
             (Some(dns), Some(want)) => {
                 let qtype = if want.is_ipv4() { "A" } else { "AAAA" };
-                let got = probe_pod::resolve(&pods, "client", "kubernetes.default.svc.cluster.local", qtype, dns).await?;
+                let got = probe_pod::resolve(&pods, "client", "kubernetes.default.svc.cluster.local", qtype, Some(dns)).await?;
                 let passed = got.ok && got.addresses == vec![want];
                 let detail = format!("{qtype} via CoreDNS {dns}: {:?} {}(want [{want}])", got.addresses, got.error.map(|e| e + " ").unwrap_or_default());
                 checks.push(Check::new(check_name, passed, detail));
@@ -118,7 +111,7 @@ async fn verify_workloads(client: &Client, mode: Mode, namespace: &str, nodes: &
         let check_name = format!("pod-to-pod-cross-node/tcp-{slug}");
         match of_family(&server_ips, family) {
             Some(ip) => {
-                let got = probe_pod::connect(&pods, "client", "tcp", SocketAddr::new(ip, PROBE_PORT)).await?;
+                let got = probe_pod::connect(&pods, "client", "tcp", SocketAddr::new(ip, PROBE_PORT), 16).await?;
                 let responder = got.answer.as_ref().map(|a| a.hostname.clone());
                 let passed = got.ok && responder.as_deref() == Some("server");
                 let detail = format!(
