@@ -49,9 +49,10 @@ enum Verbosity {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Prepare this machine: Docker engine, kind, and an offline KIND node image (idempotent, cached).
-    #[command(after_help = "Example: dualstack prepare\nCaches live in $DUALSTACK_CACHE (default /var/cache/dualstack).")]
-    Prepare,
+    /// Prepare this machine: Docker engine, kind, the probe image and a KIND node image (idempotent, cached).
+    #[command(after_help = "Examples:\n  dualstack prepare\n  dualstack prepare --node-source build\n\
+Caches live in $DUALSTACK_CACHE (default /var/cache/dualstack).")]
+    Prepare(PrepareArgs),
     /// Create, check and delete KIND clusters.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -68,6 +69,33 @@ Exit codes: 0 all passed, 1 conformance failures, 2 bad input or usage, 3 enviro
     /// List every scenario id x mode that would run, and why any is skipped.
     #[command(after_help = "Example: dualstack list --mode ipv4 --skip 'U*'")]
     List(ListArgs),
+}
+
+#[derive(Args)]
+struct PrepareArgs {
+    /// Where the node image comes from: `auto` keeps a node image built here before, else pulls
+    /// kindest/node where a registry answers, else builds one offline; `pull` fails when the pull
+    /// fails; `build` never pulls.
+    #[arg(long, value_enum, default_value_t = NodeSource::Auto)]
+    node_source: NodeSource,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum NodeSource {
+    Auto,
+    Pull,
+    Build,
+}
+
+impl NodeSource {
+    /// The value of `DUALSTACK_NODE_SOURCE`, through which prepare.sh takes it.
+    fn as_env(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Pull => "pull",
+            Self::Build => "build",
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -248,7 +276,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<u8, Error> {
     let verbosity = if cli.quiet { Verbosity::Quiet } else if cli.verbose { Verbosity::Verbose } else { Verbosity::Normal };
     match cli.command {
-        Command::Prepare => prepare().await,
+        Command::Prepare(args) => prepare(args.node_source).await,
         Command::Cluster(ClusterCommand::Up(args)) => cluster_up(args).await,
         Command::Cluster(ClusterCommand::Down { name }) => {
             let files = ClusterFiles::new(&name)?;
@@ -453,7 +481,7 @@ async fn run_suites(args: RunArgs, verbosity: Verbosity) -> Result<u8, Error> {
     };
     if matches!(clusters, Clusters::Kind { .. }) && args.node_image.is_none() && !machine_is_prepared().await {
         println!("this machine lacks Docker, kind or the node image: running `dualstack prepare` first");
-        if prepare().await? != exit::OK {
+        if prepare(NodeSource::Auto).await? != exit::OK {
             return Err(Error::Environment("`dualstack prepare` failed; see the step it names".into()));
         }
     }
@@ -593,15 +621,16 @@ fn fixtures_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures"), PathBuf::from)
 }
 
-/// Docker answers, kind is there, and the offline node image and probe image exist.
+/// Docker answers, kind is there, the probe image exists and so does a node image (built or pulled).
 async fn machine_is_prepared() -> bool {
     harness::kind::require_docker().await.is_ok()
         && harness::kind::Kind::locate().is_ok()
-        && harness::kind::docker_has_image(&harness::kind::offline_node_image()).await
+        && (harness::kind::docker_has_image(&harness::kind::offline_node_image()).await
+            || harness::kind::docker_has_image(&harness::kind::upstream_node_image()).await)
         && harness::kind::docker_has_image(&harness::probe_pod::probe_image()).await
 }
 
-async fn prepare() -> Result<u8, Error> {
+async fn prepare(node_source: NodeSource) -> Result<u8, Error> {
     let script = fixtures_dir().join("offline/prepare.sh");
     if !script.is_file() {
         return Err(Error::Environment(format!(
@@ -611,6 +640,7 @@ async fn prepare() -> Result<u8, Error> {
     }
     let status = tokio::process::Command::new("bash")
         .arg(&script)
+        .env("DUALSTACK_NODE_SOURCE", node_source.as_env())
         .status()
         .await
         .map_err(Error::io(format!("running {}", script.display())))?;

@@ -122,10 +122,11 @@ async fn run_mode(session: &Session, mode: Mode, tables: &Tables, options: &RunO
     let guard = ClusterGuard { files: files.clone(), keep };
     let (cluster, timings) = KindCluster::up(&name, spec.clone(), node_image, ready_timeout).await?;
     println!(
-        "[{mode}] phase create: {:.1}s (kind {:.1}s, API/Ready + CoreDNS {:.1}s), cluster {name}",
+        "[{mode}] phase create: {:.1}s (kind {:.1}s, API/Ready + CoreDNS {:.1}s), cluster {name}, node image {}",
         (timings.create + timings.ready).as_secs_f64(),
         timings.create.as_secs_f64(),
-        timings.ready.as_secs_f64()
+        timings.ready.as_secs_f64(),
+        cluster.node_image
     );
     if *cni != CniInstall::Default {
         let started = Instant::now();
