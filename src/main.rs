@@ -51,7 +51,7 @@ enum Verbosity {
 enum Command {
     /// Prepare this machine: Docker engine, kind, the probe image and a KIND node image (idempotent, cached).
     #[command(after_help = "Examples:\n  dualstack prepare\n  dualstack prepare --node-source build\n\
-Caches live in $DUALSTACK_CACHE (default /var/cache/dualstack).")]
+Caches live in $DUALSTACK_CACHE (default /var/cache/dualstack for root, else ~/.cache/dualstack).")]
     Prepare(PrepareArgs),
     /// Create, check and delete KIND clusters.
     #[command(subcommand)]

@@ -86,8 +86,7 @@ fn rows_that_differ(real: Mode, judge: Mode) -> (BTreeSet<String>, BTreeSet<Stri
 }
 
 fn kubectl(kubeconfig: &str, args: &[&str]) -> Output {
-    let cache = std::env::var("DUALSTACK_CACHE").unwrap_or_else(|_| "/var/cache/dualstack".into());
-    let out = Command::new(format!("{cache}/bin/kubectl")).arg("--kubeconfig").arg(kubeconfig).args(args).output();
+    let out = Command::new(harness::kind::cache_dir().join("bin/kubectl")).arg("--kubeconfig").arg(kubeconfig).args(args).output();
     out.unwrap_or_else(|e| panic!("kubectl: {e}"))
 }
 

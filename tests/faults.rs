@@ -65,8 +65,7 @@ impl Drop for Cluster {
 }
 
 fn kubectl() -> String {
-    let cache = std::env::var("DUALSTACK_CACHE").unwrap_or_else(|_| "/var/cache/dualstack".into());
-    format!("{cache}/bin/kubectl")
+    harness::kind::cache_dir().join("bin/kubectl").display().to_string()
 }
 
 /// Runs the data-plane suite; returns (exit code, failed action ids, errored, passed count).

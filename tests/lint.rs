@@ -13,8 +13,7 @@ fn root() -> PathBuf {
 #[test]
 #[ignore = "needs a prepared machine (dualstack prepare builds actionlint); run with --include-ignored"]
 fn action_and_workflow_pass_actionlint() {
-    let cache = std::env::var("DUALSTACK_CACHE").unwrap_or_else(|_| "/var/cache/dualstack".into());
-    let out = Command::new(format!("{cache}/bin/actionlint"))
+    let out = Command::new(harness::kind::cache_dir().join("bin/actionlint"))
         .arg(".github/workflows/conformance.yml")
         .current_dir(root())
         .output()
@@ -39,7 +38,7 @@ fn shell_scripts_pass_shellcheck() {
     let extracted = std::env::temp_dir().join(format!("dualstack-action-{}.sh", std::process::id()));
     std::fs::write(&extracted, format!("#!/usr/bin/env bash\n{script}\n")).unwrap();
     let scripts = ["fixtures/offline/prepare.sh", "fixtures/offline/build-go.sh", "fixtures/offline/rootfs.sh",
-        "fixtures/offline/docker-engine.sh", "fixtures/offline/host-limits.sh", "fixtures/offline/host-packages.sh",
+        "fixtures/offline/docker-engine.sh", "fixtures/offline/host-limits.sh", "fixtures/offline/host-packages.sh", "fixtures/offline/as-root.sh",
         "fixtures/offline/runc-nosysres", "fixtures/cni/dualstack-cni", ".ci/run"];
     let out = Command::new("shellcheck")
         .args(["-S", "warning"])

@@ -136,9 +136,20 @@ pub struct Kind {
     binary: PathBuf,
 }
 
-/// Default machine-local cache of `dualstack prepare` (binaries, images, logs).
+/// The machine-local cache of `dualstack prepare` (binaries, images, logs): `$DUALSTACK_CACHE`, else
+/// `/var/cache/dualstack` for root and `~/.cache/dualstack` for anyone else (the rule prepare.sh uses).
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("DUALSTACK_CACHE").map_or_else(|| PathBuf::from("/var/cache/dualstack"), PathBuf::from)
+    if let Some(dir) = std::env::var_os("DUALSTACK_CACHE") {
+        return PathBuf::from(dir);
+    }
+    if effective_uid() == 0 {
+        return PathBuf::from("/var/cache/dualstack");
+    }
+    let user_cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    user_cache.join("dualstack")
 }
 
 impl Kind {
@@ -327,8 +338,22 @@ pub fn logs_dir() -> PathBuf {
     state_dir().join("logs")
 }
 
+/// `$DUALSTACK_STATE_DIR`, else `/tmp/dualstack` for root and `/tmp/dualstack-UID` for anyone else
+/// (each user's directory is 0700, so users must not share one).
 fn state_dir() -> PathBuf {
-    std::env::var_os("DUALSTACK_STATE_DIR").map_or_else(|| std::env::temp_dir().join("dualstack"), PathBuf::from)
+    std::env::var_os("DUALSTACK_STATE_DIR").map_or_else(
+        || match effective_uid() {
+            0 => std::env::temp_dir().join("dualstack"),
+            uid => std::env::temp_dir().join(format!("dualstack-{uid}")),
+        },
+        PathBuf::from,
+    )
+}
+
+/// The process's effective user id: /proc/self belongs to it (no libc call needed). `u32::MAX`
+/// (nobody) if /proc is unreadable.
+fn effective_uid() -> u32 {
+    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| std::os::unix::fs::MetadataExt::uid(&m))
 }
 
 /// A unique cluster name, so two runs on one machine never collide: `dualstack-MODE-XXXXXX`.
