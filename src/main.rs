@@ -8,6 +8,7 @@ use harness::runner::{Plan, RunOptions, Selection, plan};
 use harness::session::{self, Clusters, CniInstall, Session};
 use harness::scenario::Tables;
 use harness::{Error, Mode};
+use reports::console::{Console, Verbosity};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -37,14 +38,6 @@ struct Cli {
     /// Print only failures and the summary.
     #[arg(short, long, global = true)]
     quiet: bool,
-}
-
-/// How much the console says while a run goes on.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Verbosity {
-    Quiet,
-    Normal,
-    Verbose,
 }
 
 #[derive(Subcommand)]
@@ -381,77 +374,6 @@ fn parse_modes(names: &[String]) -> Result<Vec<Mode>, Error> {
         }
     }
     Ok(modes)
-}
-
-/// The console side of the event stream: on a terminal a live progress line per run (phase-free:
-/// cases done/total and failures so far), elsewhere plain lines stamped with the time since start.
-struct Console {
-    verbosity: Verbosity,
-    terminal: bool,
-    started: Instant,
-    progress: std::sync::Mutex<std::collections::BTreeMap<String, (usize, usize, usize)>>,
-}
-
-impl Console {
-    fn new(verbosity: Verbosity) -> Self {
-        use std::io::IsTerminal;
-        Self { verbosity, terminal: std::io::stdout().is_terminal(), started: Instant::now(), progress: Default::default() }
-    }
-
-    fn on(&self, event: &reports::Event) {
-        let line = match (event, self.verbosity) {
-            (reports::Event::CaseFinished(case), Verbosity::Verbose) if case.status == reports::Status::Passed && case.retried.is_empty() => {
-                Some(format!("PASS {}/{}", case.suite, case.name()))
-            }
-            (reports::Event::CaseFinished(case), Verbosity::Verbose) if case.status == reports::Status::Skipped => {
-                Some(format!("SKIP {}/{}: {}", case.suite, case.name(), case.message))
-            }
-            (reports::Event::CaseFinished(case), Verbosity::Quiet) if !matches!(case.status, reports::Status::Failed | reports::Status::Error) => None,
-            (reports::Event::ModeStarted { .. } | reports::Event::ModeFinished { .. }, Verbosity::Quiet) => None,
-            (event, _) => reports::console::line(event),
-        };
-        let status = self.track(event);
-        if self.terminal {
-            // Clear the progress line, print what there is, redraw the progress line.
-            print!("\r\x1b[2K");
-            if let Some(line) = line {
-                println!("{line}");
-            }
-            if self.verbosity != Verbosity::Quiet {
-                print!("{status}");
-            }
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
-        } else if let Some(line) = line {
-            println!("[{:>7.1}s] {line}", self.started.elapsed().as_secs_f64());
-        }
-    }
-
-    /// Updates the per-mode counters and renders them: `[dual] 45/72 done, 1 failed`.
-    fn track(&self, event: &reports::Event) -> String {
-        let Ok(mut progress) = self.progress.lock() else { return String::new() };
-        match event {
-            reports::Event::ModeStarted { mode, cases } => {
-                progress.entry(mode.clone()).or_default().1 = *cases;
-            }
-            reports::Event::CaseFinished(case) if case.status != reports::Status::Skipped => {
-                let entry = progress.entry(case.mode.clone()).or_default();
-                entry.0 += 1;
-                entry.1 = entry.1.max(entry.0);
-                if matches!(case.status, reports::Status::Failed | reports::Status::Error) {
-                    entry.2 += 1;
-                }
-            }
-            _ => {}
-        }
-        progress.iter().map(|(mode, (done, total, failed))| format!("[{mode}] {done}/{total} done, {failed} failed")).collect::<Vec<_>>().join("  ")
-    }
-
-    fn finish(&self) {
-        if self.terminal && self.verbosity != Verbosity::Quiet {
-            println!();
-        }
-    }
 }
 
 async fn run_suites(args: RunArgs, verbosity: Verbosity) -> Result<u8, Error> {

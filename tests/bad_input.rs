@@ -103,6 +103,8 @@ fn a_vendor_row_clashing_with_a_built_in_id_names_the_vendor_file() {
     "error: report dir /proc/dualstack: cannot write: No such file or directory (os error 2)\n", 2)]
 #[case::missing_kubeconfig(&["run", "--mode", "dual", "--kubeconfig", "/nonexistent/kubeconfig", "--report-dir", "/tmp/dualstack-bad-input-reports"],
     "error: kubeconfig /nonexistent/kubeconfig: failed to read kubeconfig from '\"/nonexistent/kubeconfig\"': No such file or directory (os error 2)\n", 2)]
+#[case::unknown_node_source(&["prepare", "--node-source", "registry"],
+    "error: invalid value 'registry' for '--node-source <NODE_SOURCE>'\n  [possible values: auto, pull, build]\n\nFor more information, try '--help'.\n", 2)]
 fn bad_flags(#[case] args: &[&str], #[case] expected: &str, #[case] code: i32) {
     let (got_code, stderr) = run(dualstack().args(args));
     assert!(stderr.ends_with(expected), "stderr: {stderr}");
