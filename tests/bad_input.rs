@@ -11,11 +11,27 @@ fn dualstack() -> Command {
     Command::new(env!("CARGO_BIN_EXE_dualstack"))
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
+/// A scratch directory of one test, removed when the test ends.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(tag: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("dualstack-bad-input-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).ok();
-    dir
+    TempDir(dir)
 }
 
 /// Runs `dualstack` and returns (exit code, stderr).
@@ -67,10 +83,9 @@ fn malformed_tables_are_usage_errors(#[case] body: &str, #[case] expected: &str)
     let dir = temp_dir(&format!("{:x}", body.len() * 31 + expected.len()));
     let file = dir.join("vendor.yaml");
     std::fs::write(&file, format!("{HEAD}{body}")).ok();
-    let (code, stderr) = run(dualstack().args(["list", "--suite-dir"]).arg(&dir));
+    let (code, stderr) = run(dualstack().args(["list", "--suite-dir"]).arg(&*dir));
     assert_eq!(stderr, format!("error: {}:{expected}\n", file.display()));
     assert_eq!(code, 2);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -78,7 +93,7 @@ fn bad_suite_name_is_a_usage_error() {
     let dir = temp_dir("suitename");
     let file = dir.join("vendor.yaml");
     std::fs::write(&file, "suite: Vendor Suite\ngroup: g\nscenarios: []\n").ok();
-    let (code, stderr) = run(dualstack().args(["list", "--suite-dir"]).arg(&dir));
+    let (code, stderr) = run(dualstack().args(["list", "--suite-dir"]).arg(&*dir));
     assert_eq!(stderr, format!("error: {}:1:8: suite: 'Vendor Suite' must be lower-case letters, digits and '-'\n", file.display()));
     assert_eq!(code, 2);
 }
@@ -88,7 +103,7 @@ fn a_vendor_row_clashing_with_a_built_in_id_names_the_vendor_file() {
     let dir = temp_dir("clash");
     let file = dir.join("vendor.yaml");
     std::fs::write(&file, "suite: services\ngroup: g\nscenarios:\n  - id: S01\n    title: t\n    create: {}\n    expect: { all: { policy: SingleStack } }\n").ok();
-    let (code, stderr) = run(dualstack().args(["list", "--suite-dir"]).arg(&dir));
+    let (code, stderr) = run(dualstack().args(["list", "--suite-dir"]).arg(&*dir));
     assert_eq!(stderr, format!("error: {}:4:9: id: duplicate id 'S01' in suite 'services' (defined in another file)\n", file.display()));
     assert_eq!(code, 2);
 }
@@ -126,7 +141,7 @@ fn a_kubeconfig_that_is_not_yaml_is_a_usage_error() {
 fn no_docker_is_an_environment_error() {
     // A PATH without docker stands for a machine where Docker is missing.
     let empty = temp_dir("nopath");
-    let (code, stderr) = run(dualstack().args(["cluster", "up", "--mode", "dual", "--name", "never-created"]).env("PATH", &empty));
+    let (code, stderr) = run(dualstack().args(["cluster", "up", "--mode", "dual", "--name", "never-created"]).env("PATH", &*empty));
     assert!(stderr.contains("error: the docker CLI cannot be run"), "stderr: {stderr}");
     assert_eq!(code, 3);
 }

@@ -85,6 +85,11 @@ fn rows_that_differ(real: Mode, judge: Mode) -> (BTreeSet<String>, BTreeSet<Stri
     (differ, same)
 }
 
+/// Where the harness keeps a cluster's files (kubeconfig), by the rule the CLI uses.
+fn cluster_files(name: &str) -> harness::kind::ClusterFiles {
+    harness::kind::ClusterFiles::new(name).unwrap_or_else(|e| panic!("cluster {name}: {e}"))
+}
+
 fn kubectl(kubeconfig: &str, args: &[&str]) -> Output {
     let out = Command::new(harness::kind::cache_dir().join("bin/kubectl")).arg("--kubeconfig").arg(kubeconfig).args(args).output();
     out.unwrap_or_else(|e| panic!("kubectl: {e}"))
@@ -186,7 +191,7 @@ fn end_to_end(mode: Mode, judge_as: Mode, min_executed: usize) {
     let up = dualstack(&["cluster", "up", "--mode", mode.name(), "--name", &name]);
     assert_eq!(up.status.code(), Some(0), "cluster up: {}", stderr(&up));
     assert!(stdout(&up).contains("ready in"), "{}", stdout(&up));
-    let kubeconfig = std::env::temp_dir().join("dualstack/clusters").join(&name).join("kubeconfig");
+    let kubeconfig = cluster_files(&name).kubeconfig;
     let kubeconfig = kubeconfig.to_string_lossy().into_owned();
 
     let outcome = std::panic::catch_unwind(|| {
@@ -362,7 +367,7 @@ fn interrupt_run(signal: &str, marker: &str, delay: std::time::Duration, code: i
     // Nothing left: no KIND cluster of this run, no container, no network.
     assert!(!cluster.is_empty(), "no cluster name in the output:\n{seen}");
     assert_eq!(docker_leftovers(&cluster), Vec::<String>::new(), "left behind after {signal}");
-    assert!(!std::env::temp_dir().join("dualstack/clusters").join(&cluster).exists(), "the cluster's files (kubeconfig) were left");
+    assert!(!cluster_files(&cluster).dir.exists(), "the cluster's files (kubeconfig) were left");
     if signal == "-TERM" {
         assert!(cases.iter().any(|(_, s)| matches!(s, quick_junit::TestCaseStatus::NonSuccess { kind: quick_junit::NonSuccessKind::Error, message: Some(m), .. } if m.as_str() == "interrupted")),
             "no case marked interrupted");

@@ -53,7 +53,7 @@ impl Cluster {
     fn up(name: &str) -> Self {
         let up = dualstack(&["cluster", "up", "--mode", "dual", "--name", name], &[]);
         assert_eq!(up.status.code(), Some(0), "cluster up: {}", text(&up));
-        let kubeconfig = std::env::temp_dir().join("dualstack/clusters").join(name).join("kubeconfig");
+        let kubeconfig = cluster_files(name).kubeconfig;
         Self { name: name.into(), kubeconfig: kubeconfig.to_string_lossy().into_owned() }
     }
 }
@@ -62,6 +62,11 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = dualstack(&["cluster", "down", "--name", &self.name], &[]);
     }
+}
+
+/// Where the harness keeps a cluster's files (kubeconfig), by the rule the CLI uses.
+fn cluster_files(name: &str) -> harness::kind::ClusterFiles {
+    harness::kind::ClusterFiles::new(name).unwrap_or_else(|e| panic!("cluster {name}: {e}"))
 }
 
 fn kubectl() -> String {
