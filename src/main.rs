@@ -547,8 +547,7 @@ fn fixtures_dir() -> PathBuf {
 async fn machine_is_prepared() -> bool {
     harness::kind::require_docker().await.is_ok()
         && harness::kind::Kind::locate().is_ok()
-        && (harness::kind::docker_has_image(&harness::kind::offline_node_image()).await
-            || harness::kind::docker_has_image(&harness::kind::upstream_node_image()).await)
+        && cluster::prepared_node_image().await.is_some()
         && harness::kind::docker_has_image(&harness::probe_pod::probe_image()).await
 }
 

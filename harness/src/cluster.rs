@@ -115,10 +115,20 @@ pub async fn destroy(files: &ClusterFiles) -> Result<()> {
     files.remove_dir()
 }
 
-/// The offline node image when `dualstack prepare` built it, else the upstream one (pulled by kind).
-pub async fn default_node_image() -> String {
-    let offline = kind::offline_node_image();
-    if kind::docker_has_image(&offline).await { offline } else { kind::upstream_node_image() }
+/// The node image `dualstack prepare` left on this machine: the one it built, else the upstream one
+/// it pulled; `None` when it has not run (or neither image is there any more).
+pub async fn prepared_node_image() -> Option<String> {
+    for image in [kind::offline_node_image(), kind::upstream_node_image()] {
+        if kind::docker_has_image(&image).await {
+            return Some(image);
+        }
+    }
+    None
+}
+
+/// The prepared node image, else the upstream one (kind pulls it).
+async fn default_node_image() -> String {
+    prepared_node_image().await.unwrap_or_else(kind::upstream_node_image)
 }
 
 async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T>
