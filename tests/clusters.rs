@@ -5,8 +5,8 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
 use harness::Mode;
-use harness::scenario::load_dirs;
-use harness::services::concrete;
+use harness::table::load_dirs;
+use harness::table::services::concrete;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::host::HostNeeds;
 use crate::kind::{self, ClusterFiles, ClusterSpec, Kind};
+use crate::wait::poll;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::ListParams;
@@ -94,17 +95,12 @@ impl KindCluster {
         // The offline node image carries the probe; any other (kindest/node on a machine with a
         // registry) gets it loaded, since the probe is built here and never pulled.
         if node_image != kind::offline_node_image()
-            && let Err(e) = kind.load_image(&files, &crate::probe_pod::probe_image()).await
+            && let Err(e) = kind.load_image(&files, &kind::probe_image()).await
         {
             return Err(cleanup_on_error(e).await);
         }
         let ready = started.elapsed() - create;
         Ok((Self { files, spec, node_image, client }, UpTimings { create, ready }))
-    }
-
-    /// Deletes the nodes, the docker network and the cluster's files.
-    pub async fn down(self) -> Result<()> {
-        destroy(&self.files).await
     }
 }
 
@@ -112,6 +108,17 @@ impl KindCluster {
 pub async fn destroy(files: &ClusterFiles) -> Result<()> {
     kind::require_docker().await?;
     Kind::locate()?.delete(files).await?;
+    files.remove_dir()
+}
+
+/// `cluster down`: like `destroy`, but a name with neither KIND nodes nor files is an error.
+pub async fn destroy_existing(files: &ClusterFiles) -> Result<()> {
+    kind::require_docker().await?;
+    let kind = Kind::locate()?;
+    if !kind.clusters().await?.contains(&files.name) && !files.dir.exists() {
+        return Err(Error::ClusterNotFound { name: files.name.clone(), dir: files.dir.clone() });
+    }
+    kind.delete(files).await?;
     files.remove_dir()
 }
 
@@ -131,26 +138,7 @@ async fn default_node_image() -> String {
     prepared_node_image().await.unwrap_or_else(kind::upstream_node_image)
 }
 
-async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Result<T, String>>>,
-{
-    let deadline = Instant::now() + timeout;
-    let mut last_seen;
-    loop {
-        match probe().await {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(state)) => last_seen = state,
-            // The API server may still be starting; remember the error as the last state.
-            Err(e) => last_seen = e.to_string(),
-        }
-        if Instant::now() >= deadline {
-            return Err(Error::Timeout { what: what.to_string(), seconds: timeout.as_secs(), last_seen });
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 fn node_ready(node: &Node) -> bool {
     node.status
@@ -161,7 +149,7 @@ fn node_ready(node: &Node) -> bool {
 
 async fn wait_nodes_registered(client: &Client, expected: usize, timeout: Duration) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
-    poll(&format!("{expected} nodes to register"), timeout, || async {
+    poll(&format!("{expected} nodes to register"), timeout, POLL_INTERVAL, || async {
         let list = nodes.list(&ListParams::default()).await?;
         Ok(if list.items.len() >= expected { Ok(()) } else { Err(format!("{} nodes registered", list.items.len())) })
     })
@@ -172,7 +160,7 @@ async fn wait_nodes_registered(client: &Client, expected: usize, timeout: Durati
 pub async fn wait_ready(client: &Client, expected: usize, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let nodes: Api<Node> = Api::all(client.clone());
-    poll(&format!("{expected} nodes Ready"), timeout, || async {
+    poll(&format!("{expected} nodes Ready"), timeout, POLL_INTERVAL, || async {
         let list = nodes.list(&ListParams::default()).await?;
         let ready = list.items.iter().filter(|n| node_ready(n)).count();
         Ok(if ready >= expected {
@@ -189,7 +177,7 @@ pub async fn wait_ready(client: &Client, expected: usize, timeout: Duration) -> 
     .await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "kube-system");
     let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(5));
-    poll("CoreDNS (kube-system/coredns) available", remaining, || async {
+    poll("CoreDNS (kube-system/coredns) available", remaining, POLL_INTERVAL, || async {
         let dep = deployments.get("coredns").await?;
         let status = dep.status.unwrap_or_default();
         let want = dep.spec.and_then(|s| s.replicas).unwrap_or(1);

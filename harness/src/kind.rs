@@ -22,14 +22,23 @@ pub fn kubernetes_version() -> &'static str {
     pinned_version("K8S_VERSION").unwrap_or("unknown")
 }
 
+fn pinned(key: &str) -> &'static str {
+    pinned_version(key).unwrap_or("unknown")
+}
+
 /// The node image `dualstack prepare` builds from Debian packages and the Go module proxy.
 pub fn offline_node_image() -> String {
-    format!("dualstack.local/kind-node:{}", kubernetes_version())
+    format!("{}:{}", pinned("NODE_IMAGE_REPO"), kubernetes_version())
 }
 
 /// The upstream node image of the same Kubernetes version, for machines that can pull.
 pub fn upstream_node_image() -> String {
-    format!("kindest/node:{}", kubernetes_version())
+    format!("{}:{}", pinned("UPSTREAM_NODE_IMAGE_REPO"), kubernetes_version())
+}
+
+/// The probe image `dualstack prepare` builds (and preloads into the node image it builds).
+pub fn probe_image() -> String {
+    pinned("PROBE_IMAGE").to_string()
 }
 
 /// Default subnets, the ones kind itself uses, per family.
@@ -64,6 +73,13 @@ impl ClusterSpec {
 
     pub fn node_count(&self) -> usize {
         1 + usize::from(self.workers)
+    }
+
+    /// The plan's labels of the nodes, in the order the API lists them (kind names them
+    /// NAME-control-plane, NAME-worker, NAME-worker2, ...).
+    pub fn node_labels(&self) -> Vec<String> {
+        let roles: Vec<bool> = (0..self.node_count()).map(|i| i == 0).collect();
+        crate::plan::node_labels(&roles)
     }
 }
 
@@ -231,11 +247,14 @@ impl Kind {
             .output()
             .await
             .map_err(Error::io(format!("running {}", self.binary.display())))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(Error::Environment(format!("kind load docker-image {image} failed: {}", String::from_utf8_lossy(&out.stderr).trim())))
-        }
+        command_result(&format!("kind load docker-image {image} --name {}", cluster.name), &out)
+    }
+
+    /// The names of the KIND clusters on this machine.
+    pub async fn clusters(&self) -> Result<Vec<String>> {
+        let out = self.command().args(["get", "clusters"]).output().await.map_err(Error::io(format!("running {}", self.binary.display())))?;
+        command_result("kind get clusters", &out)?;
+        Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect())
     }
 
     /// `kind export logs`; best effort, since it runs when something already went wrong.
@@ -260,13 +279,7 @@ impl Kind {
             .output()
             .await
             .map_err(Error::io(format!("running {}", self.binary.display())))?;
-        if !out.status.success() {
-            return Err(Error::Environment(format!(
-                "kind delete cluster --name {} failed: {}",
-                cluster.name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
+        command_result(&format!("kind delete cluster --name {}", cluster.name), &out)?;
         remove_docker_network(&cluster.network).await
     }
 }
@@ -287,13 +300,15 @@ async fn remove_docker_network(network: &str) -> Result<()> {
         .output()
         .await
         .map_err(Error::io("running docker network rm"))?;
+    command_result(&format!("docker network rm {network}"), &out)
+}
+
+/// A finished command's outcome: its stderr names the cause when it failed.
+fn command_result(command: &str, out: &std::process::Output) -> Result<()> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(Error::Environment(format!(
-            "docker network rm {network} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
+        Err(Error::Command { command: command.into(), output: String::from_utf8_lossy(&out.stderr).trim().to_string() })
     }
 }
 
@@ -310,7 +325,7 @@ pub struct ClusterFiles {
 impl ClusterFiles {
     pub fn new(name: &str) -> Result<Self> {
         validate_cluster_name(name)?;
-        let dir = state_dir().join("clusters").join(name);
+        let dir = clusters_dir().join(name);
         Ok(Self { name: name.into(), network: format!("{name}-net"), kubeconfig: dir.join("kubeconfig"), dir })
     }
 
@@ -331,6 +346,11 @@ impl ClusterFiles {
             _ => Ok(()),
         }
     }
+}
+
+/// Where the clusters' directories are.
+pub fn clusters_dir() -> PathBuf {
+    state_dir().join("clusters")
 }
 
 /// Where logs of failed runs' clusters are exported; they outlive the clusters.

@@ -1,22 +1,31 @@
-//! dualstack's harness: cluster lifecycle (KIND through its CLI, or an existing kubeconfig), the
-//! kube client, probe orchestration and cluster verification.
+//! dualstack's harness, in layers that depend downwards only:
+//!
+//! - `mode`, `table` (the YAML model, loader, placeholders, selection) and `plan` (the run plan as
+//!   a value): pure, no Kubernetes;
+//! - `kind`, `host`, `cluster`, `detect`, `probe_pod`, `objects`, `retry`, `wait`: clusters and the
+//!   kube client;
+//! - `checks` (the Service and data-plane check kinds) and `verify` (the readiness check);
+//! - `runner` (one mode's cases through their check kinds) and `session` (clusters, modes, jobs,
+//!   interrupts) on top.
 #![forbid(unsafe_code)]
 
+pub mod checks;
 pub mod cluster;
+pub mod detect;
 pub mod error;
 pub mod host;
 pub mod kind;
 pub mod mode;
+pub mod objects;
+pub mod plan;
+pub mod prepare;
 pub mod probe_pod;
+pub mod retry;
+pub mod runner;
+pub mod session;
+pub mod table;
 pub mod verify;
+pub mod wait;
 
 pub use error::{Error, Result};
 pub use mode::{IpFamily, Mode};
-pub mod scenario;
-pub mod detect;
-pub mod services;
-pub mod runner;
-pub mod dataplane;
-pub mod session;
-pub mod retry;
-pub mod objects;

@@ -7,13 +7,11 @@ use kube::api::{AttachParams, DeleteParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use crate::wait::poll;
+use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
-/// The probe image `dualstack prepare` builds and preloads; versioned with the crate.
-pub fn probe_image() -> String {
-    format!("dualstack.local/probe:{}", env!("CARGO_PKG_VERSION"))
-}
+pub use crate::kind::probe_image;
 
 /// Label on everything the suite creates, so leftovers of a crashed run can be found and removed.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "dualstack");
@@ -127,8 +125,7 @@ pub fn probe_pod(name: &str, node: &str, labels: &[(&str, &str)], host_network: 
 
 /// Waits until every named pod is Ready; returns them.
 pub async fn wait_pods_ready(pods: &Api<Pod>, names: &[&str], timeout: Duration) -> Result<Vec<Pod>> {
-    let deadline = Instant::now() + timeout;
-    loop {
+    poll(&format!("probe pods {} Ready", names.join(", ")), timeout, Duration::from_millis(300), || async {
         let mut ready = Vec::new();
         let mut waiting = Vec::new();
         for name in names {
@@ -144,18 +141,9 @@ pub async fn wait_pods_ready(pods: &Api<Pod>, names: &[&str], timeout: Duration)
                 waiting.push(format!("{name}: {}", pod_state(&pod)));
             }
         }
-        if waiting.is_empty() {
-            return Ok(ready);
-        }
-        if Instant::now() >= deadline {
-            return Err(Error::Timeout {
-                what: format!("probe pods {} Ready", names.join(", ")),
-                seconds: timeout.as_secs(),
-                last_seen: waiting.join("; "),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+        Ok(if waiting.is_empty() { Ok(ready) } else { Err(waiting.join("; ")) })
+    })
+    .await
 }
 
 /// A one-line account of a pod's state: phase, and the waiting reason of its containers.
@@ -213,5 +201,5 @@ pub async fn resolve(pods: &Api<Pod>, pod: &str, name: &str, qtype: &str, server
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(out: &str, pod: &str) -> Result<T> {
-    serde_json::from_str(out.trim()).map_err(|e| Error::Environment(format!("probe in pod {pod} printed {:?}: {e}", out.trim())))
+    serde_json::from_str(out.trim()).map_err(|source| Error::Probe { pod: pod.into(), output: out.trim().into(), source })
 }

@@ -1,267 +1,110 @@
-//! The runner: selects scenarios for a mode, runs them concurrently (each in its own labelled
-//! namespace, deleted afterwards) with a timeout each, and emits one event per (scenario, mode).
+//! The runner: executes one mode's share of the plan against a cluster. Skipped cases are reported
+//! at once; each suite then runs through its check kind (prepare, cases with a bounded concurrency
+//! and a timeout each, diagnostics after failures, cleanup), and every case becomes one event named
+//! exactly as the plan names it.
 
-use crate::detect::ClusterFacts;
+use crate::checks::dataplane::DataplaneChecks;
+use crate::checks::services::ServiceChecks;
+use crate::checks::{CheckKind, Outcome, Target};
+use crate::error::Result;
 use crate::mode::Mode;
-use crate::probe_pod;
-use crate::scenario::Scenario;
-use crate::services::{self, AddressBook};
+use crate::plan::{PlannedCase, Work};
 use futures::StreamExt;
-use globset::{Glob, GlobMatcher};
-use kube::Client;
 use reports::{CaseResult, Event, Status};
 use std::time::{Duration, Instant};
 
-/// `--filter` / `--skip` patterns: globs matched against `ID` and `SUITE/ID`; and `--shard`.
-#[derive(Debug, Clone, Default)]
-pub struct Selection {
-    filter: Vec<(String, GlobMatcher)>,
-    skip: Vec<(String, GlobMatcher)>,
-    shard: Option<Shard>,
-}
-
-/// `--shard INDEX/COUNT` (1-based): a deterministic split of the rows, by a stable hash of
-/// `SUITE/ID`, so the jobs of a CI matrix together run every row exactly once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub index: u32,
-    pub count: u32,
-}
-
-impl std::str::FromStr for Shard {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let parsed = s.split_once('/').and_then(|(i, n)| Some((i.parse::<u32>().ok()?, n.parse::<u32>().ok()?)));
-        match parsed {
-            Some((index, count)) if count >= 1 && (1..=count).contains(&index) => Ok(Self { index, count }),
-            _ => Err(format!("--shard '{s}': expected INDEX/COUNT with 1 <= INDEX <= COUNT, e.g. 1/2")),
-        }
-    }
-}
-
-impl Shard {
-    /// Whether `suite/id` belongs to this shard (FNV-1a: stable across runs, platforms, versions).
-    pub fn contains(&self, suite: &str, id: &str) -> bool {
-        let hash = format!("{suite}/{id}").bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-        hash % u64::from(self.count) == u64::from(self.index - 1)
-    }
-}
-
-impl Selection {
-    pub fn new(filter: &[String], skip: &[String]) -> crate::Result<Self> {
-        let compile = |patterns: &[String], flag: &str| -> crate::Result<Vec<(String, GlobMatcher)>> {
-            patterns
-                .iter()
-                .map(|p| {
-                    Glob::new(p)
-                        .map(|g| (p.clone(), g.compile_matcher()))
-                        .map_err(|e| crate::Error::Usage(format!("{flag} '{p}': {e}")))
-                })
-                .collect()
-        };
-        Ok(Self { filter: compile(filter, "--filter")?, skip: compile(skip, "--skip")?, shard: None })
-    }
-
-    pub fn with_shard(mut self, shard: Option<Shard>) -> Self {
-        self.shard = shard;
-        self
-    }
-
-    /// Whether the row is this job's at all; rows of other shards are not reported here.
-    pub fn in_shard(&self, suite: &str, id: &str) -> bool {
-        self.shard.is_none_or(|s| s.contains(suite, id))
-    }
-
-    /// Why the scenario is not selected, if it is not.
-    fn excludes(&self, scenario: &Scenario) -> Option<String> {
-        self.excludes_id(&scenario.suite, &scenario.id)
-    }
-
-    /// Why the row `suite/id` is not selected, if it is not.
-    pub fn excludes_id(&self, suite: &str, id: &str) -> Option<String> {
-        let qualified = format!("{suite}/{id}");
-        let hit = |m: &GlobMatcher| m.is_match(id) || m.is_match(&qualified);
-        if let Some((p, _)) = self.skip.iter().find(|(_, m)| hit(m)) {
-            return Some(format!("skipped by --skip {p}"));
-        }
-        if !self.filter.is_empty() && !self.filter.iter().any(|(_, m)| hit(m)) {
-            return Some("not selected by --filter".into());
-        }
-        None
-    }
-}
-
-/// What happens to a scenario in a mode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan {
-    Run,
-    Skip(String),
-}
-
-pub fn plan(scenario: &Scenario, mode: Mode, selection: &Selection) -> Plan {
-    if !scenario.modes.contains(&mode) {
-        let claimed: Vec<&str> = scenario.modes.iter().map(|m| m.name()).collect();
-        return Plan::Skip(format!("applies to {} only", claimed.join(", ")));
-    }
-    selection.excludes(scenario).map_or(Plan::Run, Plan::Skip)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rstest::rstest;
-
-    #[test]
-    fn shards_partition_the_rows() {
-        let ids: Vec<String> = (0..200).map(|i| format!("S{i:03}")).collect();
-        for count in 1..=5 {
-            let shards: Vec<Shard> = (1..=count).map(|index| Shard { index, count }).collect();
-            for id in &ids {
-                let owners = shards.iter().filter(|s| s.contains("services", id)).count();
-                assert_eq!(owners, 1, "{id} in {owners} of {count} shards");
-            }
-        }
-    }
-
-    #[rstest]
-    #[case("1/2", Ok(Shard { index: 1, count: 2 }))]
-    #[case("2/2", Ok(Shard { index: 2, count: 2 }))]
-    #[case("0/2", Err(()))]
-    #[case("3/2", Err(()))]
-    #[case("1/0", Err(()))]
-    #[case("half", Err(()))]
-    fn shard_syntax(#[case] text: &str, #[case] expected: Result<Shard, ()>) {
-        assert_eq!(text.parse::<Shard>().map_err(|_| ()), expected);
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// Service cases in flight at once.
     pub concurrency: usize,
+    /// Seconds one Service case may take.
     pub case_timeout: Duration,
-    pub selection: Selection,
-    /// Test-only: judge against the expectations of this mode instead of the detected one, to prove
-    /// that verdicts follow the expectations (the cluster's real mode is still used for addresses).
+    /// Test-only: judge Service rows against the expectations of this mode (see `ServiceChecks`).
     pub judge_as: Option<Mode>,
+    /// Test-only: a shell command run once the data-plane fixture is ready (fault injection).
+    pub after_fixture_hook: Option<String>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { concurrency: 16, case_timeout: Duration::from_secs(30), selection: Selection::default(), judge_as: None }
+        Self { concurrency: 16, case_timeout: Duration::from_secs(30), judge_as: None, after_fixture_hook: None }
     }
 }
 
-fn base_result(scenario: &Scenario, mode: Mode) -> CaseResult {
-    CaseResult {
-        suite: scenario.suite.clone(),
-        group: scenario.group.clone(),
-        id: scenario.id.clone(),
-        title: scenario.title.clone(),
-        mode: mode.name().to_string(),
-        status: Status::Skipped,
-        duration: Duration::ZERO,
-        expected: String::new(),
-        actual: String::new(),
-        message: String::new(),
-        diagnostics: String::new(),
-        retried: Vec::new(),
+/// Runs `cases` (one mode's share of the plan) against `target`; emits every case's result.
+pub async fn run_mode(target: &Target<'_>, cases: &[&PlannedCase], options: &RunOptions, emit: &(dyn Fn(Event) + Sync)) -> Result<()> {
+    let mode = target.facts.mode;
+    for case in cases.iter().filter(|c| !c.runs()) {
+        emit(Event::CaseFinished(case.result()));
     }
-}
-
-/// Runs the Service scenarios of `mode` (the cluster's detected mode) and emits their events.
-pub async fn run_services(
-    client: &Client,
-    facts: &ClusterFacts,
-    scenarios: &[Scenario],
-    options: &RunOptions,
-    emit: &(dyn Fn(Event) + Sync),
-) -> Vec<CaseResult> {
-    let mode = facts.mode;
-    let judge_mode = options.judge_as.unwrap_or(mode);
-    let mut results = Vec::new();
-    let mut runnable = Vec::new();
-    for scenario in scenarios.iter().filter(|s| options.selection.in_shard(&s.suite, &s.id)) {
-        // A forced judge mode runs only rows that claim both modes: their outcome on this cluster
-        // is defined by the table, so exactly the rows whose expectations differ must fail.
-        let planned = match plan(scenario, mode, &options.selection) {
-            Plan::Run if !scenario.modes.contains(&judge_mode) => Plan::Skip(format!("does not apply to {judge_mode}")),
-            other => other,
-        };
-        match planned {
-            Plan::Run => runnable.push(scenario),
-            Plan::Skip(reason) => {
-                let mut result = base_result(scenario, mode);
-                result.message = reason;
-                emit(Event::CaseFinished(result.clone()));
-                results.push(result);
-            }
+    emit(Event::ModeStarted { mode: mode.name().into(), cases: cases.iter().filter(|c| c.runs()).count() });
+    let mut suites: Vec<&str> = Vec::new();
+    for case in cases.iter().filter(|c| c.runs()) {
+        if !suites.contains(&case.suite.as_str()) {
+            suites.push(&case.suite);
         }
     }
-    let book = AddressBook::new(services::allocated_addresses(client).await.unwrap_or_default());
-    let finished: Vec<CaseResult> = futures::stream::iter(runnable)
-        .map(|scenario| {
-            let book = &book;
+    for suite in suites {
+        let of_suite: Vec<&PlannedCase> = cases.iter().copied().filter(|c| c.runs() && c.suite == suite).collect();
+        let started = Instant::now();
+        // A suite is all Service rows or all data-plane rows: the table schema goes with the suite.
+        if of_suite.iter().all(|c| matches!(c.work, Work::Service(_))) {
+            let kind = ServiceChecks { concurrency: options.concurrency, case_timeout: options.case_timeout, judge_as: options.judge_as };
+            run_suite(&kind, target, &of_suite, emit).await?;
+        } else {
+            let kind = DataplaneChecks { after_fixture_hook: options.after_fixture_hook.clone() };
+            run_suite(&kind, target, &of_suite, emit).await?;
+        }
+        let duration = started.elapsed();
+        println!("[{mode}] phase {suite}: {:.1}s", duration.as_secs_f64());
+        emit(Event::SuiteFinished { mode: mode.name().into(), suite: suite.into(), duration });
+    }
+    Ok(())
+}
+
+/// One suite's cases through its check kind.
+async fn run_suite<K: CheckKind>(kind: &K, target: &Target<'_>, cases: &[&PlannedCase], emit: &(dyn Fn(Event) + Sync)) -> Result<()> {
+    let context = kind.prepare(target).await?;
+    let timeout = kind.case_timeout();
+    let failures: usize = futures::stream::iter(cases.iter().copied())
+        .map(|case| {
+            let context = &context;
             async move {
-                let result = run_one(client, facts, scenario, judge_mode, book, options.case_timeout).await;
-                emit(Event::CaseFinished(result.clone()));
-                result
+                let started = Instant::now();
+                let outcome = match tokio::time::timeout(timeout, kind.run(context, target, case)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Outcome::error(format!("timed out after {}s", timeout.as_secs())),
+                };
+                let result = named(case, outcome, started.elapsed());
+                let failed = matches!(result.status, Status::Failed | Status::Error);
+                emit(Event::CaseFinished(result));
+                usize::from(failed)
             }
         })
-        .buffer_unordered(options.concurrency.max(1))
-        .collect()
-        .await;
-    results.extend(finished);
-    results
+        .buffer_unordered(kind.concurrency())
+        .collect::<Vec<usize>>()
+        .await
+        .into_iter()
+        .sum();
+    if failures > 0
+        && let Some(text) = kind.diagnostics(&context).await
+    {
+        emit(Event::Diagnostics { mode: target.facts.mode.name().into(), text });
+    }
+    kind.finish(context).await;
+    Ok(())
 }
 
-async fn run_one(
-    client: &Client,
-    facts: &ClusterFacts,
-    scenario: &Scenario,
-    judge_mode: Mode,
-    book: &AddressBook,
-    timeout: Duration,
-) -> CaseResult {
-    let started = Instant::now();
-    let mut result = base_result(scenario, facts.mode);
-    let Some(expectation) = scenario.expect.get(&judge_mode) else {
-        result.message = format!("no expectation for {judge_mode}");
-        return result;
-    };
-    let addresses = book.resolve(scenario, facts);
-    let retries = crate::retry::Retries::default();
-    let attempt = async {
-        let namespace = probe_pod::create_namespace(client, &format!("dualstack-{}", scenario.id.to_lowercase()), &retries).await?;
-        let outcome = services::execute(client, &namespace, scenario, &addresses, &retries).await;
-        probe_pod::delete_namespace(client, &namespace).await;
-        outcome.map(|o| (o, namespace))
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(((answer, before), namespace))) => {
-            let verdict = services::judge(expectation, judge_mode, facts, &addresses, &answer, before.as_ref());
-            result.status = if verdict.passed { Status::Passed } else { Status::Failed };
-            result.expected = verdict.expected;
-            result.actual = verdict.actual;
-            result.message = verdict.differences.join("; ");
-            result.diagnostics = format!(
-                "row {} in namespace {namespace}; cluster {} {}{}",
-                scenario.origin,
-                facts.mode,
-                facts.server_version,
-                scenario.note.as_ref().map(|n| format!("; note: {n}")).unwrap_or_default()
-            );
-        }
-        Ok(Err(e)) => {
-            result.status = Status::Error;
-            result.message = e.to_string();
-        }
-        Err(_) => {
-            result.status = Status::Error;
-            result.message = format!("timed out after {}s waiting for the API server to answer the scenario's requests", timeout.as_secs());
-        }
+/// The case's result: the plan's names, the kind's verdict, the runner's time.
+fn named(case: &PlannedCase, outcome: Outcome, duration: Duration) -> CaseResult {
+    CaseResult {
+        status: outcome.status,
+        duration,
+        expected: outcome.expected,
+        actual: outcome.actual,
+        message: outcome.message,
+        diagnostics: outcome.diagnostics,
+        retried: outcome.retried,
+        ..case.result()
     }
-    result.duration = started.elapsed();
-    result.retried = retries.taken();
-    result
 }

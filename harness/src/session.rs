@@ -3,15 +3,22 @@
 //! created cluster is deleted on every path out, an interrupt included (its guard deletes it when
 //! the run's future is dropped).
 
+use crate::checks::Target as ClusterTarget;
 use crate::cluster::{self, KindCluster};
 use crate::error::{Error, Result};
 use crate::kind::{ClusterFiles, ClusterSpec};
 use crate::mode::Mode;
-use crate::runner::{self, Plan, RunOptions, plan};
-use crate::scenario::Tables;
+use crate::plan::{Plan, PlannedCase, Target, node_labels};
+use crate::runner::{self, RunOptions};
+use crate::table::Tables;
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use kube::api::ListParams;
 use reports::Event;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How the vendor's CNI gets into a cluster created without the default one.
@@ -23,6 +30,16 @@ pub enum CniInstall {
     Manifest(PathBuf),
     /// `sh -c CMD` with KUBECONFIG set (a helm install, for example).
     Command(String),
+}
+
+impl std::fmt::Display for CniInstall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Default => f.write_str("the default CNI"),
+            Self::Manifest(file) => write!(f, "kubectl apply -f {}", file.display()),
+            Self::Command(command) => write!(f, "sh -c {command:?}"),
+        }
+    }
 }
 
 /// Where the clusters come from.
@@ -38,14 +55,12 @@ pub struct Session {
     pub clusters: Clusters,
     /// Modes run at once.
     pub jobs: usize,
-    /// Test-only: a shell command run once the data-plane fixture is ready (fault injection).
-    pub after_fixture_hook: Option<String>,
 }
 
 /// Validates a CNI manifest before any cluster work: readable YAML documents, each a Kubernetes
 /// object with apiVersion and kind.
 pub fn check_cni_manifest(path: &std::path::Path) -> Result<()> {
-    let bad = |message: String| Error::Usage(format!("CNI manifest {}: {message}", path.display()));
+    let bad = |message: String| Error::CniManifest { path: path.to_path_buf(), message };
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let docs: Vec<serde_json::Value> = serde_saphyr::from_str_multiple::<serde_json::Value, Vec<_>>(&text).map_err(|e| bad(e.to_string().lines().next().unwrap_or_default().to_string()))?;
     let objects: Vec<&serde_json::Value> = docs.iter().filter(|d| !d.is_null()).collect();
@@ -76,91 +91,156 @@ async fn install_cni(cni: &CniInstall, kubeconfig: &std::path::Path) -> Result<(
     };
     match status {
         Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(Error::Environment(format!("installing the CNI ({cni:?}) failed with {s}"))),
-        Err(e) => Err(Error::Environment(format!("installing the CNI ({cni:?}): {e}"))),
+        Ok(s) => Err(Error::CniInstall { how: cni.to_string(), cause: format!("exited with {s}") }),
+        Err(e) => Err(Error::CniInstall { how: cni.to_string(), cause: e.to_string() }),
     }
 }
 
-/// Runs every mode (`jobs` at a time); returns each mode's setup outcome. Cases go to `emit`.
-pub async fn run(session: &Session, tables: &Tables, options: &RunOptions, emit: &(dyn Fn(Event) + Sync)) -> Vec<(Mode, Result<()>)> {
-    futures::stream::iter(session.modes.iter().copied())
-        .map(|mode| async move {
-            let started = Instant::now();
-            let outcome = run_mode(session, mode, tables, options, emit).await;
-            if let Err(e) = &outcome {
-                emit(Event::SetupFailed { mode: mode.name().into(), phase: phase_of(e).into(), message: e.to_string() });
+/// How a session ended.
+pub enum Ended {
+    /// Every mode ran; each mode's setup outcome (its cases went to `emit`).
+    Finished(Vec<(Mode, Result<()>)>),
+    /// `interrupt` resolved first, with this value; every planned case that had not finished was
+    /// reported (interrupted, or skipped with the plan's reason).
+    Interrupted(u8),
+}
+
+impl Session {
+    /// The plan's targets: each mode with the node labels of the cluster it will run on (the shape
+    /// the harness creates, or the nodes of the given cluster).
+    pub async fn targets(&self) -> Result<Vec<Target>> {
+        match &self.clusters {
+            Clusters::Kind { .. } => Ok(self
+                .modes
+                .iter()
+                .map(|&mode| Target { mode, nodes: ClusterSpec::new(mode).node_labels() })
+                .collect()),
+            Clusters::Existing { kubeconfig, context } => {
+                let client = cluster::client_from_kubeconfig(kubeconfig, context.as_deref()).await?;
+                let nodes = Api::<Node>::all(client).list(&ListParams::default()).await?.items;
+                let roles: Vec<bool> = nodes
+                    .iter()
+                    .map(|n| n.metadata.labels.as_ref().is_some_and(|l| l.contains_key("node-role.kubernetes.io/control-plane")))
+                    .collect();
+                Ok(self.modes.iter().map(|&mode| Target { mode, nodes: node_labels(&roles) }).collect())
             }
-            emit(Event::ModeFinished { mode: mode.name().into(), duration: started.elapsed() });
-            (mode, outcome)
-        })
-        .buffer_unordered(session.jobs.max(1))
-        .collect()
-        .await
+        }
+    }
+
+    /// Runs every mode of `plan` (`jobs` at a time) until done or until `interrupt` resolves. Cases
+    /// go to `emit`.
+    pub async fn run(
+        &self,
+        tables: &Tables,
+        plan: &Plan,
+        options: &RunOptions,
+        emit: &(dyn Fn(Event) + Sync),
+        interrupt: impl std::future::Future<Output = u8>,
+    ) -> Ended {
+        let finished: Mutex<BTreeSet<(String, String, String)>> = Mutex::default();
+        let tracking = |event: Event| {
+            if let Event::CaseFinished(case) = &event
+                && let Ok(mut finished) = finished.lock()
+            {
+                finished.insert((case.suite.clone(), case.id.clone(), case.mode.clone()));
+            }
+            emit(event);
+        };
+        let modes = futures::stream::iter(self.modes.iter().copied())
+            .map(|mode| {
+                let tracking = &tracking;
+                async move {
+                    let started = Instant::now();
+                    let outcome = self.run_mode(mode, tables, plan, options, tracking).await;
+                    if let Err(e) = &outcome {
+                        tracking(Event::SetupFailed { mode: mode.name().into(), phase: phase_of(e).into(), message: e.to_string() });
+                    }
+                    tracking(Event::ModeFinished { mode: mode.name().into(), duration: started.elapsed() });
+                    (mode, outcome)
+                }
+            })
+            .buffer_unordered(self.jobs.max(1))
+            .collect::<Vec<_>>();
+        tokio::select! {
+            outcomes = modes => Ended::Finished(outcomes),
+            code = interrupt => {
+                // The modes' futures are dropped here: their cluster guards delete the clusters.
+                let finished = finished.lock().map(|f| f.clone()).unwrap_or_default();
+                for case in &plan.cases {
+                    if !finished.contains(&(case.suite.clone(), case.id.clone(), case.mode.name().to_string())) {
+                        emit(Event::CaseFinished(if case.runs() { case.interrupted() } else { case.result() }));
+                    }
+                }
+                Ended::Interrupted(code)
+            }
+        }
+    }
+
+    async fn run_mode(&self, mode: Mode, tables: &Tables, plan: &Plan, options: &RunOptions, emit: &(dyn Fn(Event) + Sync)) -> Result<()> {
+        let cases: Vec<&PlannedCase> = plan.of_mode(mode).collect();
+        let (cni, keep, node_image, ready_timeout) = match &self.clusters {
+            Clusters::Existing { kubeconfig, context } => {
+                let client = cluster::client_from_kubeconfig(kubeconfig, context.as_deref()).await?;
+                return run_on(&client, mode, tables, &cases, options, emit).await;
+            }
+            Clusters::Kind { cni, keep, node_image, ready_timeout } => (cni, *keep, node_image.clone(), *ready_timeout),
+        };
+        let name = crate::kind::unique_cluster_name(mode);
+        let files = ClusterFiles::new(&name)?;
+        let spec = ClusterSpec { default_cni: *cni == CniInstall::Default, ..ClusterSpec::new(mode) };
+        println!("[{mode}] creating cluster {name} ({} nodes)", spec.node_count());
+        // Whatever happens next (failure, or an interrupt dropping this future), the cluster goes away.
+        let guard = ClusterGuard { files: files.clone(), keep };
+        let (cluster, timings) = KindCluster::up(&name, spec.clone(), node_image, ready_timeout).await?;
+        println!(
+            "[{mode}] phase create: {:.1}s (kind {:.1}s, API/Ready + CoreDNS {:.1}s), cluster {name}, node image {}",
+            (timings.create + timings.ready).as_secs_f64(),
+            timings.create.as_secs_f64(),
+            timings.ready.as_secs_f64(),
+            cluster.node_image
+        );
+        if *cni != CniInstall::Default {
+            let started = Instant::now();
+            install_cni(cni, &files.kubeconfig).await?;
+            cluster::wait_ready(&cluster.client, spec.node_count(), ready_timeout).await?;
+            println!("[{mode}] phase cni: {:.1}s (installed, nodes Ready, CoreDNS available)", started.elapsed().as_secs_f64());
+        }
+        // Count this mode's failures; after any, kind's logs are exported where they outlive the cluster.
+        let failures = std::sync::atomic::AtomicUsize::new(0);
+        let counting = |event: Event| {
+            if let Event::CaseFinished(case) = &event
+                && matches!(case.status, reports::Status::Failed | reports::Status::Error)
+            {
+                failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            emit(event);
+        };
+        let outcome = run_on(&cluster.client, mode, tables, &cases, options, &counting).await;
+        if failures.load(std::sync::atomic::Ordering::Relaxed) > 0 || outcome.is_err() {
+            let dir = crate::kind::logs_dir().join(&name);
+            if let Ok(kind) = crate::kind::Kind::locate() {
+                kind.export_logs(&files, &dir).await;
+                emit(Event::Diagnostics { mode: mode.name().into(), text: format!("KIND logs of cluster {name} exported to {}", dir.display()) });
+            }
+        }
+        if keep {
+            println!("[{mode}] kept cluster {name}; kubeconfig {}", files.kubeconfig.display());
+        }
+        let deleting = Instant::now();
+        guard.finish().await;
+        if !keep {
+            println!("[{mode}] phase delete: {:.1}s", deleting.elapsed().as_secs_f64());
+        }
+        outcome
+    }
 }
 
 fn phase_of(error: &Error) -> &'static str {
     match error {
         Error::ClusterCreate { .. } | Error::Timeout { .. } => "create",
+        Error::CniInstall { .. } => "cni",
         _ => "setup",
     }
-}
-
-async fn run_mode(session: &Session, mode: Mode, tables: &Tables, options: &RunOptions, emit: &(dyn Fn(Event) + Sync)) -> Result<()> {
-    let hook = session.after_fixture_hook.as_deref();
-    let (cni, keep, node_image, ready_timeout) = match &session.clusters {
-        Clusters::Existing { kubeconfig, context } => {
-            let client = cluster::client_from_kubeconfig(kubeconfig, context.as_deref()).await?;
-            return run_on(&client, mode, tables, options, hook, emit).await;
-        }
-        Clusters::Kind { cni, keep, node_image, ready_timeout } => (cni, *keep, node_image.clone(), *ready_timeout),
-    };
-    let name = crate::kind::unique_cluster_name(mode);
-    let files = ClusterFiles::new(&name)?;
-    let spec = ClusterSpec { default_cni: *cni == CniInstall::Default, ..ClusterSpec::new(mode) };
-    println!("[{mode}] creating cluster {name} ({} nodes)", spec.node_count());
-    // Whatever happens next (failure, or an interrupt dropping this future), the cluster goes away.
-    let guard = ClusterGuard { files: files.clone(), keep };
-    let (cluster, timings) = KindCluster::up(&name, spec.clone(), node_image, ready_timeout).await?;
-    println!(
-        "[{mode}] phase create: {:.1}s (kind {:.1}s, API/Ready + CoreDNS {:.1}s), cluster {name}, node image {}",
-        (timings.create + timings.ready).as_secs_f64(),
-        timings.create.as_secs_f64(),
-        timings.ready.as_secs_f64(),
-        cluster.node_image
-    );
-    if *cni != CniInstall::Default {
-        let started = Instant::now();
-        install_cni(cni, &files.kubeconfig).await?;
-        cluster::wait_ready(&cluster.client, spec.node_count(), ready_timeout).await?;
-        println!("[{mode}] phase cni: {:.1}s (installed, nodes Ready, CoreDNS available)", started.elapsed().as_secs_f64());
-    }
-    // Count this mode's failures; after any, kind's logs are exported where they outlive the cluster.
-    let failures = std::sync::atomic::AtomicUsize::new(0);
-    let counting = |event: Event| {
-        if let Event::CaseFinished(case) = &event
-            && matches!(case.status, reports::Status::Failed | reports::Status::Error)
-        {
-            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        emit(event);
-    };
-    let outcome = run_on(&cluster.client, mode, tables, options, hook, &counting).await;
-    if failures.load(std::sync::atomic::Ordering::Relaxed) > 0 || outcome.is_err() {
-        let dir = crate::kind::logs_dir().join(&name);
-        if let Ok(kind) = crate::kind::Kind::locate() {
-            kind.export_logs(&files, &dir).await;
-            emit(Event::Diagnostics { mode: mode.name().into(), text: format!("KIND logs of cluster {name} exported to {}", dir.display()) });
-        }
-    }
-    if keep {
-        println!("[{mode}] kept cluster {name}; kubeconfig {}", files.kubeconfig.display());
-    }
-    let deleting = Instant::now();
-    guard.finish().await;
-    if !keep {
-        println!("[{mode}] phase delete: {:.1}s", deleting.elapsed().as_secs_f64());
-    }
-    outcome
 }
 
 /// Deletes a created cluster on every path out of `run_mode`.
@@ -198,35 +278,22 @@ async fn run_on(
     client: &kube::Client,
     mode: Mode,
     tables: &Tables,
+    cases: &[&PlannedCase],
     options: &RunOptions,
-    after_fixture_hook: Option<&str>,
     emit: &(dyn Fn(Event) + Sync),
 ) -> Result<()> {
     let facts = crate::detect::detect(client).await?;
     if facts.mode != mode {
-        return Err(Error::Environment(format!(
-            "the cluster is {} (service ranges {:?}), not {mode} as requested; refusing to run",
-            facts.mode, facts.service_cidrs
-        )));
+        return Err(Error::ModeMismatch {
+            requested: mode.to_string(),
+            detected: facts.mode.to_string(),
+            ranges: format!("{:?}", facts.service_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>()),
+        });
     }
     println!("[{mode}] cluster detected: {} service ranges {:?}, Kubernetes {}", facts.mode, facts.service_cidrs, facts.server_version);
     let collected = crate::probe_pod::collect_expired_namespaces(client).await?;
     if !collected.is_empty() {
         println!("[{mode}] collected {} namespaces left by crashed runs: {}", collected.len(), collected.join(", "));
     }
-    let services = tables.services.iter().filter(|s| plan(s, mode, &options.selection) == Plan::Run).count();
-    let dataplane = tables.dataplane.iter().filter(|r| r.modes.contains(&mode)).count() * mode.families().len();
-    emit(Event::ModeStarted { mode: mode.name().into(), cases: services + dataplane });
-    if !tables.services.is_empty() {
-        let started = Instant::now();
-        runner::run_services(client, &facts, &tables.services, options, emit).await;
-        println!("[{mode}] phase services: {:.1}s", started.elapsed().as_secs_f64());
-    }
-    if !tables.dataplane.is_empty() {
-        let started = Instant::now();
-        crate::dataplane::run_dataplane(client, mode, &tables.dataplane, &options.selection, Duration::from_secs(90), after_fixture_hook, emit)
-            .await?;
-        println!("[{mode}] phase dataplane: {:.1}s", started.elapsed().as_secs_f64());
-    }
-    Ok(())
+    runner::run_mode(&ClusterTarget { client, facts: &facts, tables }, cases, options, emit).await
 }

@@ -75,7 +75,7 @@ async fn verify_workloads(client: &Client, mode: Mode, namespace: &str, nodes: &
         "spec": {"ipFamilyPolicy": "PreferDualStack", "selector": {"role": "server"},
                  "ports": [{"port": 80, "targetPort": PROBE_PORT}]}
     }))
-    .map_err(|e| crate::error::Error::Usage(e.to_string()))?;
+    .map_err(|e| crate::error::Error::Environment(format!("building the verification Service: {e}")))?;
     let created = services.create(&PostParams::default(), &service).await?;
     let cluster_ips = created.spec.and_then(|s| s.cluster_ips).unwrap_or_default();
     checks.extend(ordered_family_checks("service-preferdualstack-clusterips", "clusterIPs", mode, &cluster_ips));

@@ -35,6 +35,9 @@ impl Console {
             (crate::Event::CaseFinished(case), Verbosity::Verbose) if case.status == crate::Status::Skipped => {
                 Some(format!("SKIP {}/{}: {}", case.suite, case.name(), case.message))
             }
+            (crate::Event::SuiteFinished { mode, suite, duration }, Verbosity::Verbose) => {
+                Some(format!("[{mode}] suite {suite} finished in {:.1}s", duration.as_secs_f64()))
+            }
             (crate::Event::CaseFinished(case), Verbosity::Quiet) if !matches!(case.status, crate::Status::Failed | crate::Status::Error) => None,
             (crate::Event::ModeStarted { .. } | crate::Event::ModeFinished { .. }, Verbosity::Quiet) => None,
             (event, _) => line(event),
@@ -95,6 +98,8 @@ pub fn line(event: &Event) -> Option<String> {
         Event::SetupFailed { mode, phase, message } => Some(format!("[{mode}] SETUP FAILED in {phase}: {message}")),
         Event::ModeFinished { mode, duration } => Some(format!("[{mode}] finished in {:.1}s", duration.as_secs_f64())),
         Event::Diagnostics { mode, text } => text.lines().next().map(|first| format!("[{mode}] diagnostics: {first}")),
+        // Only verbose consoles name suite times; the run's own time is in the closing summary.
+        Event::SuiteFinished { .. } | Event::RunFinished { .. } => None,
     }
 }
 

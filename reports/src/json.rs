@@ -12,13 +12,26 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[serde(rename_all = "camelCase")]
 struct ResultsIn {
     schema_version: u32,
+    /// Absent from files written before run and suite times were recorded.
+    #[serde(default)]
+    duration_seconds: Option<f64>,
     modes: Vec<ModeIn>,
+    #[serde(default)]
+    suites: Vec<SuiteIn>,
     cases: Vec<CaseIn>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ModeIn {
+    mode: String,
+    duration_seconds: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SuiteIn {
+    suite: String,
     mode: String,
     duration_seconds: f64,
 }
@@ -71,7 +84,12 @@ pub fn from_json(text: &str) -> Result<Report, String> {
             retried: c.retried,
         });
     }
-    Ok(Report { cases, mode_durations: results.modes.into_iter().map(|m| (m.mode, seconds(m.duration_seconds))).collect() })
+    Ok(Report {
+        cases,
+        mode_durations: results.modes.into_iter().map(|m| (m.mode, seconds(m.duration_seconds))).collect(),
+        suite_durations: results.suites.into_iter().map(|s| (s.suite, s.mode, seconds(s.duration_seconds))).collect(),
+        duration: results.duration_seconds.map(seconds),
+    })
 }
 
 #[derive(Serialize)]
@@ -81,7 +99,11 @@ struct Results<'a> {
     tool: Tool,
     passed: bool,
     totals: Totals,
+    /// Wall time of the whole run, when recorded; omitted otherwise rather than written as 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_seconds: Option<f64>,
     modes: Vec<ModeTime<'a>>,
+    suites: Vec<SuiteTime<'a>>,
     cases: Vec<Case<'a>>,
 }
 
@@ -102,6 +124,15 @@ struct Totals {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ModeTime<'a> {
+    mode: &'a str,
+    duration_seconds: f64,
+}
+
+/// Wall time of one suite's phase in one mode.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SuiteTime<'a> {
+    suite: &'a str,
     mode: &'a str,
     duration_seconds: f64,
 }
@@ -144,7 +175,13 @@ pub fn to_json(report: &Report) -> Result<String, serde_json::Error> {
             errors: report.count(Status::Error),
             skipped: report.count(Status::Skipped),
         },
+        duration_seconds: report.duration.map(|d| d.as_secs_f64()),
         modes: report.mode_durations.iter().map(|(m, d)| ModeTime { mode: m, duration_seconds: d.as_secs_f64() }).collect(),
+        suites: report
+            .suite_durations
+            .iter()
+            .map(|(suite, mode, d)| SuiteTime { suite, mode, duration_seconds: d.as_secs_f64() })
+            .collect(),
         cases: report
             .cases
             .iter()

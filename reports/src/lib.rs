@@ -7,6 +7,10 @@ pub mod console;
 pub mod json;
 pub mod junit;
 pub mod markdown;
+pub mod merge;
+mod reporter;
+
+pub use reporter::Reporter;
 
 use std::time::Duration;
 
@@ -58,6 +62,11 @@ pub enum Event {
     /// What the harness collected after failures in a mode (pod states, events, exported logs);
     /// attached to the system-out of that mode's failed and errored cases.
     Diagnostics { mode: String, text: String },
+    /// The wall time of one suite's phase in one mode. Its cases run concurrently, so the sum of
+    /// their durations over-counts; JUnit reports this instead.
+    SuiteFinished { mode: String, suite: String, duration: Duration },
+    /// The wall time of the whole run.
+    RunFinished { duration: Duration },
 }
 
 /// Every result of a run, built from the event stream.
@@ -65,6 +74,10 @@ pub enum Event {
 pub struct Report {
     pub cases: Vec<CaseResult>,
     pub mode_durations: Vec<(String, Duration)>,
+    /// (suite, mode, wall time) of each suite phase that ran.
+    pub suite_durations: Vec<(String, String, Duration)>,
+    /// Wall time of the whole run; None when not recorded (an older results.json).
+    pub duration: Option<Duration>,
 }
 
 impl Report {
@@ -94,6 +107,8 @@ impl Report {
                     case.diagnostics.push_str(text);
                 }
             }
+            Event::SuiteFinished { mode, suite, duration } => self.suite_durations.push((suite.clone(), mode.clone(), *duration)),
+            Event::RunFinished { duration } => self.duration = Some(*duration),
             Event::ModeStarted { .. } => {}
         }
     }

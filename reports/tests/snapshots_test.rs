@@ -27,8 +27,10 @@ fn fixed_report() -> (Report, Vec<Event>) {
         Event::CaseFinished(case("S13", "PreferDualStack on IPv6-primary <gets> & \"both\"", "dual", Status::Failed, "ipFamilies [\"IPv4\"] instead of [\"IPv4\", \"IPv6\"]")),
         Event::CaseFinished(case("S22", "RequireDualStack is refused on single-stack", "dual", Status::Skipped, "row applies to ipv4, ipv6")),
         Event::CaseFinished(case("S24", "RequireDualStack on dual", "dual", Status::Error, "timed out after 20s waiting for the Service")),
+        Event::SuiteFinished { mode: "dual".into(), suite: "services".into(), duration: Duration::from_millis(250) },
         Event::ModeFinished { mode: "dual".into(), duration: Duration::from_secs(3) },
         Event::SetupFailed { mode: "ipv6".into(), phase: "create".into(), message: "kind create cluster failed".into() },
+        Event::RunFinished { duration: Duration::from_secs(4) },
     ];
     let mut report = Report::default();
     events.iter().for_each(|e| report.record(e));
@@ -83,6 +85,9 @@ fn results_json_validates_against_its_schema() {
     let mut broken = results.clone();
     broken["cases"][0]["status"] = serde_json::json!("green");
     assert!(!validator.is_valid(&broken));
+    let mut broken = results.clone();
+    broken["suites"][0]["durationSeconds"] = serde_json::json!(-1);
+    assert!(!validator.is_valid(&broken));
 }
 
 #[test]
@@ -92,6 +97,8 @@ fn results_json_round_trips_for_merges() {
     let names = |r: &Report| r.cases.iter().map(|c| (c.name(), c.status, c.expected.clone(), c.actual.clone())).collect::<Vec<_>>();
     assert_eq!(names(&back), names(&report));
     assert_eq!(back.mode_durations, report.mode_durations);
+    assert_eq!(back.suite_durations, vec![("services".to_string(), "dual".to_string(), Duration::from_millis(250))]);
+    assert_eq!(back.duration, Some(Duration::from_secs(4)));
 }
 
 #[test]

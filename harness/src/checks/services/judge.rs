@@ -1,17 +1,12 @@
-//! Executing a Service scenario against the API server and matching what came back against the
-//! row's expectation for the cluster's mode.
+//! Judging a Service row: the server's answer against the row's expectation for the cluster's
+//! mode, with every difference named.
 
+use super::execute::{Answer, Placeholders};
 use crate::detect::ClusterFacts;
-use crate::error::{Error, Result};
 use crate::mode::{IpFamily, Mode};
-use crate::scenario::{Expectation, Placeholder, Rejection, Scenario, UpdateMethod, parse_placeholder};
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::Status;
-use kube::{Api, Client};
+use crate::table::services::{Expectation, Rejection, family_of_symbol, resolve_symbol};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 /// What one scenario did and whether it matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,252 +16,6 @@ pub struct Verdict {
     pub actual: String,
     /// Each way the actual outcome differs from the expected one.
     pub differences: Vec<String>,
-}
-
-/// The API server's answer to the step under test.
-#[derive(Debug, Clone)]
-pub enum Answer {
-    Accepted { spec: Value },
-    Rejected(Box<Status>),
-}
-
-/// Concrete family of a symbol for a mode. `secondary` on a single-stack cluster is the family the
-/// cluster does not have (selectorless headless Services name it).
-pub fn family_of_symbol(symbol: &str, mode: Mode) -> Option<IpFamily> {
-    let other = |f: IpFamily| if f == IpFamily::IPv4 { IpFamily::IPv6 } else { IpFamily::IPv4 };
-    match symbol {
-        "primary" => Some(mode.primary()),
-        "secondary" => Some(mode.families().get(1).copied().unwrap_or_else(|| other(mode.primary()))),
-        "IPv4" => Some(IpFamily::IPv4),
-        "IPv6" => Some(IpFamily::IPv6),
-        _ => None,
-    }
-}
-
-/// The expectation with its family symbols resolved for `mode`, so that the expectations of two
-/// modes can be compared (two modes differ on a row exactly when these differ).
-pub fn concrete(expectation: &Expectation, mode: Mode) -> Expectation {
-    let resolve = |s: &String| family_of_symbol(s, mode).map_or_else(|| s.clone(), |f| f.to_string());
-    Expectation {
-        families: expectation.families.as_ref().map(|f| f.iter().map(resolve).collect()),
-        cluster_ips: expectation.cluster_ips.as_ref().map(|ips| ips.iter().map(resolve).collect()),
-        ..expectation.clone()
-    }
-}
-
-/// Addresses chosen for a scenario's placeholders: unique across the scenarios of a run, and none
-/// that the cluster holds already (a previous run's Services may still be terminating).
-pub struct AddressBook {
-    next: AtomicU32,
-    in_use: std::collections::BTreeSet<IpAddr>,
-}
-
-impl AddressBook {
-    /// `in_use`: the addresses allocated when the run starts (the cluster's IPAddress objects).
-    pub fn new(in_use: std::collections::BTreeSet<IpAddr>) -> Self {
-        // Start at a random point so two runs against one cluster rarely pick the same address.
-        Self { next: AtomicU32::new(rand::random::<u32>() % 200), in_use }
-    }
-
-    /// The next address of `range`'s static band that nobody holds.
-    fn free_address(&self, range: ipnet::IpNet) -> IpAddr {
-        // Static band of the range (KEP-3070): the dynamic allocator avoids the first addresses,
-        // so user-chosen ones there do not collide with allocations.
-        let mut candidate = nth_address(range, 20);
-        for _ in 0..200 {
-            candidate = nth_address(range, 20 + self.next.fetch_add(1, Ordering::Relaxed) % 200);
-            if !self.in_use.contains(&candidate) {
-                break;
-            }
-        }
-        candidate
-    }
-
-    /// Resolves every placeholder of one scenario to an address (the same one at every use).
-    pub fn resolve(&self, scenario: &Scenario, facts: &ClusterFacts) -> BTreeMap<Placeholder, String> {
-        let mut strings = Vec::new();
-        collect_strings(&scenario.object, &mut strings);
-        if let Some(update) = &scenario.update {
-            update.set.values().for_each(|v| collect_strings(v, &mut strings));
-            update.append.values().flatten().for_each(|v| collect_strings(v, &mut strings));
-            if let Some(body) = &update.body {
-                collect_strings(body, &mut strings);
-            }
-        }
-        for expectation in scenario.expect.values() {
-            strings.extend(expectation.cluster_ips.iter().flatten().cloned());
-        }
-        let mut resolved = BTreeMap::new();
-        for placeholder in strings.iter().filter_map(|s| parse_placeholder(s)?.ok()) {
-            if resolved.contains_key(&placeholder) {
-                continue;
-            }
-            let address = match &placeholder {
-                Placeholder::KubernetesIp => facts.kubernetes_ip.to_string(),
-                Placeholder::Outside { family } => match family_of_symbol(family, facts.mode) {
-                    Some(IpFamily::IPv6) => "2001:db8::16".to_string(),
-                    _ => "203.0.113.16".to_string(),
-                },
-                Placeholder::Free { family, .. } => {
-                    let family = family_of_symbol(family, facts.mode).unwrap_or(IpFamily::IPv4);
-                    self.free_address(facts.service_cidr(family).unwrap_or_else(|| default_range(family))).to_string()
-                }
-            };
-            resolved.insert(placeholder, address);
-        }
-        resolved
-    }
-}
-
-/// Every service address the cluster has allocated (networking.k8s.io/v1 IPAddress objects).
-pub async fn allocated_addresses(client: &Client) -> Result<std::collections::BTreeSet<IpAddr>> {
-    let api: Api<k8s_openapi::api::networking::v1::IPAddress> = Api::all(client.clone());
-    let list = api.list(&kube::api::ListParams::default()).await?;
-    Ok(list.items.iter().filter_map(|a| a.metadata.name.as_deref()?.parse().ok()).collect())
-}
-
-fn default_range(family: IpFamily) -> ipnet::IpNet {
-    let text = if family == IpFamily::IPv4 { "10.96.0.0/16" } else { "fd00:10:96::/112" };
-    text.parse().unwrap_or_else(|_| ipnet::IpNet::default())
-}
-
-fn nth_address(range: ipnet::IpNet, n: u32) -> IpAddr {
-    match range.network() {
-        IpAddr::V4(a) => IpAddr::V4((u32::from(a).wrapping_add(n)).into()),
-        IpAddr::V6(a) => IpAddr::V6((u128::from(a).wrapping_add(u128::from(n))).into()),
-    }
-}
-
-fn collect_strings(value: &Value, out: &mut Vec<String>) {
-    match value {
-        Value::String(s) => out.push(s.clone()),
-        Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
-        Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
-        _ => {}
-    }
-}
-
-fn substitute(value: &Value, book: &BTreeMap<Placeholder, String>) -> Value {
-    match value {
-        Value::String(s) => match parse_placeholder(s).and_then(|p| p.ok()).and_then(|p| book.get(&p)) {
-            Some(address) => Value::String(address.clone()),
-            None => value.clone(),
-        },
-        Value::Array(items) => Value::Array(items.iter().map(|v| substitute(v, book)).collect()),
-        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), substitute(v, book))).collect()),
-        other => other.clone(),
-    }
-}
-
-fn path_parent<'a>(root: &'a mut Value, path: &str) -> Option<(&'a mut serde_json::Map<String, Value>, String)> {
-    let mut parts: Vec<&str> = path.split('.').collect();
-    let last = parts.pop()?.to_string();
-    let mut node = root;
-    for part in parts {
-        node = node.as_object_mut()?.entry(part.to_string()).or_insert_with(|| Value::Object(Default::default()));
-    }
-    Some((node.as_object_mut()?, last))
-}
-
-/// Applies a PUT-style change (`set`, `truncate`, `remove`, `append`, in that order) to an object.
-fn apply_changes(object: &mut Value, update: &crate::scenario::Update, book: &BTreeMap<Placeholder, String>) {
-    for (path, value) in &update.set {
-        if let Some((parent, key)) = path_parent(object, path) {
-            parent.insert(key, substitute(value, book));
-        }
-    }
-    for (path, len) in &update.truncate {
-        if let Some((parent, key)) = path_parent(object, path)
-            && let Some(Value::Array(items)) = parent.get_mut(&key)
-        {
-            items.truncate(*len);
-        }
-    }
-    for path in &update.remove {
-        if let Some((parent, key)) = path_parent(object, path) {
-            parent.remove(&key);
-        }
-    }
-    for (path, values) in &update.append {
-        if let Some((parent, key)) = path_parent(object, path)
-            && let Value::Array(items) = parent.entry(key).or_insert_with(|| Value::Array(vec![]))
-        {
-            items.extend(values.iter().map(|v| substitute(v, book)));
-        }
-    }
-}
-
-/// Runs the scenario's steps in `namespace`; returns the answer to the step under test and, for
-/// updates, the spec before the update.
-pub async fn execute(
-    client: &Client,
-    namespace: &str,
-    scenario: &Scenario,
-    book: &BTreeMap<Placeholder, String>,
-    retries: &crate::retry::Retries,
-) -> Result<(Answer, Option<Value>)> {
-    let resource = ApiResource::erase::<k8s_openapi::api::core::v1::Service>(&());
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-    let name = scenario.id.to_lowercase();
-    let mut body = substitute(&scenario.object, book);
-    crate::scenario::merge(
-        &mut body,
-        &serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace}}),
-    );
-    let object: DynamicObject =
-        serde_json::from_value(body.clone()).map_err(|e| Error::Usage(format!("{}: object: {e}", scenario.origin)))?;
-    let params = PostParams { dry_run: scenario.dry_run, ..Default::default() };
-    let created = retries.call("create", || api.create(&params, &object)).await;
-    let Some(update) = &scenario.update else {
-        return Ok((answer_of(created)?, None));
-    };
-    let created = match created {
-        Ok(obj) => obj,
-        Err(kube::Error::Api(status)) => {
-            return Err(Error::Usage(format!(
-                "{}: the starting object was rejected, so the update could not be tried: {}",
-                scenario.origin, status.message
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let before = created.data.get("spec").cloned();
-    let result = match update.method {
-        UpdateMethod::Put => {
-            let mut object = if update.from_original {
-                let mut original = body.clone();
-                crate::scenario::merge(
-                    &mut original,
-                    &serde_json::json!({"metadata": {"resourceVersion": created.metadata.resource_version}}),
-                );
-                original
-            } else {
-                serde_json::to_value(&created).map_err(|e| Error::Usage(e.to_string()))?
-            };
-            apply_changes(&mut object, update, book);
-            let object: DynamicObject = serde_json::from_value(object).map_err(|e| Error::Usage(e.to_string()))?;
-            let post = PostParams::default();
-            retries.call("replace", || api.replace(&name, &post, &object)).await
-        }
-        UpdateMethod::MergePatch | UpdateMethod::StrategicPatch => {
-            let patch_body = substitute(update.body.as_ref().unwrap_or(&Value::Null), book);
-            let patch = if update.method == UpdateMethod::MergePatch { Patch::Merge(patch_body) } else { Patch::Strategic(patch_body) };
-            let params = PatchParams::default();
-            retries.call("patch", || api.patch(&name, &params, &patch)).await
-        }
-    };
-    Ok((answer_of(result)?, before))
-}
-
-fn answer_of(result: std::result::Result<DynamicObject, kube::Error>) -> Result<Answer> {
-    match result {
-        Ok(obj) => Ok(Answer::Accepted { spec: obj.data.get("spec").cloned().unwrap_or(Value::Null) }),
-        Err(kube::Error::Api(status)) if status.code >= 400 && status.code < 500 && status.code != 429 && status.code != 409 => {
-            Ok(Answer::Rejected(status))
-        }
-        // 409, 429, 5xx and transport errors are not verdicts.
-        Err(e) => Err(e.into()),
-    }
 }
 
 fn describe_rejection(r: &Rejection) -> String {
@@ -291,7 +40,7 @@ fn describe_spec(spec: &Value) -> String {
     )
 }
 
-fn describe_expectation(e: &Expectation, mode: Mode, facts: &ClusterFacts, book: &BTreeMap<Placeholder, String>) -> String {
+fn describe_expectation(e: &Expectation, mode: Mode, facts: &ClusterFacts, book: &Placeholders) -> String {
     if let Some(r) = &e.rejected {
         return describe_rejection(r);
     }
@@ -300,8 +49,7 @@ fn describe_expectation(e: &Expectation, mode: Mode, facts: &ClusterFacts, book:
         parts.push(format!("policy={p}"));
     }
     if let Some(f) = &e.families {
-        let concrete: Vec<String> =
-            f.iter().map(|s| family_of_symbol(s, mode).map_or_else(|| s.clone(), |f| f.to_string())).collect();
+        let concrete: Vec<String> = f.iter().map(|s| resolve_symbol(s, mode)).collect();
         parts.push(format!("families=[{}]", concrete.join(",")));
     }
     if let Some(ips) = &e.cluster_ips {
@@ -309,10 +57,7 @@ fn describe_expectation(e: &Expectation, mode: Mode, facts: &ClusterFacts, book:
             .iter()
             .map(|s| match family_of_symbol(s, mode) {
                 Some(f) => format!("{f} in {}", facts.service_cidr(f).map_or("no range".into(), |r| r.to_string())),
-                None => match parse_placeholder(s).and_then(|p| p.ok()).and_then(|p| book.get(&p)) {
-                    Some(address) => address.clone(),
-                    None => s.clone(),
-                },
+                None => book.lookup(s).unwrap_or(s).to_string(),
             })
             .collect();
         parts.push(format!("clusterIPs=[{}]", concrete.join(",")));
@@ -331,7 +76,7 @@ pub fn judge(
     expectation: &Expectation,
     mode: Mode,
     facts: &ClusterFacts,
-    book: &BTreeMap<Placeholder, String>,
+    book: &Placeholders,
     answer: &Answer,
     before: Option<&Value>,
 ) -> Verdict {
@@ -377,7 +122,7 @@ fn judge_accepted(
     e: &Expectation,
     mode: Mode,
     facts: &ClusterFacts,
-    book: &BTreeMap<Placeholder, String>,
+    book: &Placeholders,
     spec: &Value,
     before: Option<&Value>,
     differences: &mut Vec<String>,
@@ -392,8 +137,7 @@ fn judge_accepted(
         }
     }
     if let Some(families) = &e.families {
-        let want: Vec<String> =
-            families.iter().map(|s| family_of_symbol(s, mode).map_or_else(|| s.clone(), |f| f.to_string())).collect();
+        let want: Vec<String> = families.iter().map(|s| resolve_symbol(s, mode)).collect();
         let got = strings("ipFamilies").unwrap_or_default();
         if got != want {
             differences.push(format!("ipFamilies {got:?} instead of {want:?}"));
@@ -421,11 +165,8 @@ fn judge_accepted(
                     differences.push(format!("clusterIPs[{i}] {have} changed (was {})", old.unwrap_or("unset")));
                 }
             } else {
-                let want_text = match parse_placeholder(want).and_then(|p| p.ok()).and_then(|p| book.get(&p)) {
-                    Some(address) => address.clone(),
-                    None => want.clone(),
-                };
-                if &want_text != have {
+                let want_text = book.lookup(want).unwrap_or(want);
+                if want_text != have {
                     differences.push(format!("clusterIPs[{i}] {have} instead of {want_text}"));
                 }
             }
@@ -454,7 +195,8 @@ fn judge_accepted(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::CauseMatch;
+    use crate::table::services::{CauseMatch, Placeholder};
+    use kube::core::Status;
     use rstest::rstest;
 
     fn facts(mode: Mode) -> ClusterFacts {
@@ -516,7 +258,7 @@ mod tests {
         vec!["ipFamilyPolicy SingleStack instead of PreferDualStack"])]
     fn judges_accepted_services(#[case] mode: Mode, #[case] spec: Value, #[case] differences: Vec<&str>) {
         let e = expectation("PreferDualStack", &["primary", "secondary"], &["primary", "secondary"]);
-        let verdict = judge(&e, mode, &facts(mode), &BTreeMap::new(), &accepted(spec), None);
+        let verdict = judge(&e, mode, &facts(mode), &Placeholders::default(), &accepted(spec), None);
         assert_eq!(verdict.differences, differences);
         assert_eq!(verdict.passed, differences.is_empty());
     }
@@ -543,7 +285,7 @@ mod tests {
                 causes: vec![CauseMatch { field: "spec.ipFamilyPolicy".into(), message: "not configured for dual-stack".into() }],
             }),
         };
-        let verdict = judge(&e, Mode::Ipv4, &facts(Mode::Ipv4), &BTreeMap::new(), &answer, None);
+        let verdict = judge(&e, Mode::Ipv4, &facts(Mode::Ipv4), &Placeholders::default(), &answer, None);
         assert_eq!(verdict.differences, differences);
     }
 
@@ -557,7 +299,7 @@ mod tests {
             node_ports: None,
             rejected: None,
         };
-        let book = BTreeMap::from([(Placeholder::Free { family: "IPv6".into(), index: 0 }, "fd00:10:96::30".to_string())]);
+        let book = Placeholders::of(&[(Placeholder::Free { family: "IPv6".into(), index: 0 }, "fd00:10:96::30")]);
         let before = serde_json::json!({"clusterIPs": ["10.96.0.9"]});
         let good = accepted(serde_json::json!({"clusterIP": "10.96.0.9", "clusterIPs": ["10.96.0.9", "fd00:10:96::30"]}));
         assert_eq!(judge(&e, Mode::Dual, &facts(Mode::Dual), &book, &good, Some(&before)).differences, Vec::<String>::new());

@@ -1,11 +1,11 @@
-//! Scenario tables: the YAML format of `suites/`, its strict loader, and per-mode expectations.
-//! The format is documented in suites/README.md.
+//! Service rows: the schema of a Service table, its strict parser, placeholders and per-mode
+//! expectations.
 
-use crate::mode::Mode;
+use super::{LoadError, check_id, load_error, parse_modes};
+use crate::mode::{IpFamily, Mode};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 
 /// A table file: one suite, one group of scenarios.
 #[derive(Debug, Deserialize)]
@@ -145,15 +145,24 @@ pub struct Scenario {
     pub position: (u64, u64),
 }
 
-/// A loader error: where, which field, what is wrong. Always a usage error (exit code 2).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {field}: {message}")]
-pub struct LoadError {
-    pub file: String,
-    pub line: u64,
-    pub column: u64,
-    pub field: String,
-    pub message: String,
+impl Scenario {
+    /// Every string the row sends or expects (object, update, expected clusterIPs): where its
+    /// placeholders are.
+    pub fn strings(&self) -> Vec<String> {
+        let mut strings = Vec::new();
+        strings_in(&self.object, &mut strings);
+        if let Some(update) = &self.update {
+            update.set.values().for_each(|v| strings_in(v, &mut strings));
+            update.append.values().flatten().for_each(|v| strings_in(v, &mut strings));
+            if let Some(body) = &update.body {
+                strings_in(body, &mut strings);
+            }
+        }
+        for expectation in self.expect.values() {
+            strings.extend(expectation.cluster_ips.iter().flatten().cloned());
+        }
+        strings
+    }
 }
 
 const FAMILY_SYMBOLS: [&str; 4] = ["primary", "secondary", "IPv4", "IPv6"];
@@ -211,7 +220,7 @@ fn key_rank(key: &str) -> u8 {
     }
 }
 
-/// Every string in a JSON value, for placeholder validation.
+/// Every string in a JSON value (placeholders are found among them).
 fn strings_in(value: &serde_json::Value, out: &mut Vec<String>) {
     match value {
         serde_json::Value::String(s) => out.push(s.clone()),
@@ -237,24 +246,6 @@ pub fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
     }
 }
 
-/// A parser error as a LoadError naming file, line, column and field.
-pub(crate) fn load_error(name: &str, text: &str, e: &serde_saphyr::Error) -> LoadError {
-    let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-    // serde-saphyr renders "error: line L column C: CAUSE" plus a source snippet; keep the cause,
-    // since file:line:column are ours to print.
-    let rendered = e.to_string();
-    let first = rendered.lines().next().unwrap_or_default();
-    let message = first
-        .split_once(": ")
-        .filter(|(head, _)| head.starts_with("error"))
-        .map_or(first, |(_, rest)| rest)
-        .split_once(": ")
-        .filter(|(head, _)| head.starts_with("line "))
-        .map_or_else(|| first.to_string(), |(_, cause)| cause.to_string());
-    let field = field_of_message(&message).unwrap_or_else(|| key_at(text, line, column));
-    LoadError { file: name.to_string(), line, column, field, message }
-}
-
 /// Parses one Service table file. `name` is how the file is named in messages.
 pub fn parse_file(name: &str, text: &str) -> Result<Vec<Scenario>, LoadError> {
     let at = |line: u64, column: u64, field: &str, message: String| LoadError {
@@ -276,27 +267,11 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<Scenario>, LoadError> {
         let id_loc = row.id.referenced;
         let id = row.id.value.clone();
         let here = |field: &str, message: String| at(id_loc.line(), id_loc.column(), field, message);
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(here("id", format!("'{id}' must be letters, digits and '-'")));
-        }
+        check_id(&id).map_err(|message| here("id", message))?;
         if let Some(first) = seen.insert(id.clone(), id_loc.line()) {
             return Err(here("id", format!("duplicate id '{id}' (first defined at line {first})")));
         }
-        let modes = match &row.modes {
-            None => Mode::ALL.to_vec(),
-            Some(spanned) => {
-                let loc = spanned.referenced;
-                let mut modes = Vec::new();
-                for name in &spanned.value {
-                    let mode = name.parse::<Mode>().map_err(|e| at(loc.line(), loc.column(), "modes", e.to_string()))?;
-                    modes.push(mode);
-                }
-                if modes.is_empty() {
-                    return Err(at(loc.line(), loc.column(), "modes", "must name at least one mode".into()));
-                }
-                modes
-            }
-        };
+        let modes = parse_modes(name, row.modes.as_ref())?;
         let mut expect = BTreeMap::new();
         let mut keyed: BTreeMap<Mode, &str> = BTreeMap::new();
         for (key, expectation) in &row.expect.value {
@@ -327,14 +302,7 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<Scenario>, LoadError> {
         }
         let mut object = file.base.clone().unwrap_or_else(|| serde_json::json!({}));
         merge(&mut object, &row.create);
-        let mut strings = Vec::new();
-        strings_in(&object, &mut strings);
         if let Some(update) = &row.update {
-            update.set.values().for_each(|v| strings_in(v, &mut strings));
-            update.append.values().flatten().for_each(|v| strings_in(v, &mut strings));
-            if let Some(body) = &update.body {
-                strings_in(body, &mut strings);
-            }
             let is_put = update.method == UpdateMethod::Put;
             if is_put && update.body.is_some() {
                 return Err(here("update.body", "only merge-patch and strategic-patch take a body".into()));
@@ -343,12 +311,7 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<Scenario>, LoadError> {
                 return Err(here("update", "a patch takes only a body".into()));
             }
         }
-        for s in &strings {
-            if let Some(Err(message)) = parse_placeholder(s) {
-                return Err(here("create", message));
-            }
-        }
-        scenarios.push(Scenario {
+        let scenario = Scenario {
             suite: suite.clone(),
             group: file.group.clone(),
             id,
@@ -361,27 +324,15 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<Scenario>, LoadError> {
             expect,
             origin: format!("{name}:{}", id_loc.line()),
             position: (id_loc.line(), id_loc.column()),
-        });
+        };
+        for text in scenario.strings() {
+            if let Some(Err(message)) = parse_placeholder(&text) {
+                return Err(here("create", message));
+            }
+        }
+        scenarios.push(scenario);
     }
     Ok(scenarios)
-}
-
-/// The field a serde message is about (`unknown field `x``, `missing field `y``).
-fn field_of_message(message: &str) -> Option<String> {
-    message.split('`').nth(1).filter(|_| message.contains("field")).map(str::to_string)
-}
-
-/// The YAML key written last before `column` on `line` (the key whose value is at fault), or
-/// `document` when there is none.
-fn key_at(text: &str, line: u64, column: u64) -> String {
-    let source_line = text.lines().nth(usize::try_from(line.saturating_sub(1)).unwrap_or(usize::MAX)).unwrap_or_default();
-    let before: String = source_line.chars().take(usize::try_from(column.saturating_sub(1)).unwrap_or(0)).collect();
-    before
-        .rsplit(':')
-        .nth(1)
-        .map(|k| k.trim_start_matches(|c: char| c.is_whitespace() || c == '{' || c == ',' || c == '-').trim().to_string())
-        .filter(|k| !k.is_empty() && !k.contains(' '))
-        .unwrap_or_else(|| "document".into())
 }
 
 fn validate_expectation(e: &Expectation, has_update: bool) -> Result<(), (String, String)> {
@@ -424,91 +375,31 @@ fn validate_expectation(e: &Expectation, has_update: bool) -> Result<(), (String
     Ok(())
 }
 
-/// Every table loaded: Service scenarios and data-plane rows.
-#[derive(Debug, Clone, Default)]
-pub struct Tables {
-    pub services: Vec<Scenario>,
-    pub dataplane: Vec<crate::dataplane::DataplaneRow>,
+/// Concrete family of a symbol for a mode. `secondary` on a single-stack cluster is the family the
+/// cluster does not have (selectorless headless Services name it).
+pub fn family_of_symbol(symbol: &str, mode: Mode) -> Option<IpFamily> {
+    let other = |f: IpFamily| if f == IpFamily::IPv4 { IpFamily::IPv6 } else { IpFamily::IPv4 };
+    match symbol {
+        "primary" => Some(mode.primary()),
+        "secondary" => Some(mode.families().get(1).copied().unwrap_or_else(|| other(mode.primary()))),
+        "IPv4" => Some(IpFamily::IPv4),
+        "IPv6" => Some(IpFamily::IPv6),
+        _ => None,
+    }
 }
 
-/// Just the `suite:` of a table, to pick its row schema.
-#[derive(Deserialize)]
-struct Header {
-    suite: String,
+/// The expectation with its family symbols resolved for `mode`, so that the expectations of two
+/// modes can be compared (two modes differ on a row exactly when these differ).
+pub fn concrete(expectation: &Expectation, mode: Mode) -> Expectation {
+    let resolve = |s: &String| resolve_symbol(s, mode);
+    Expectation {
+        families: expectation.families.as_ref().map(|f| f.iter().map(resolve).collect()),
+        cluster_ips: expectation.cluster_ips.as_ref().map(|ips| ips.iter().map(resolve).collect()),
+        ..expectation.clone()
+    }
 }
 
-/// The suite whose rows name data-plane checks rather than objects to create.
-pub const DATAPLANE_SUITE: &str = "dataplane";
-
-/// Loads every `*.yaml` under `dirs`, directory by directory in the given order (files sorted within
-/// each), failing on the first bad file; ids must be unique within a suite across files, and a
-/// clash is reported at the later file (a vendor's, since the built-in suites come first).
-pub fn load_dirs(dirs: &[PathBuf]) -> Result<Tables, LoadError> {
-    let mut files = Vec::new();
-    for dir in dirs {
-        let mut in_dir = Vec::new();
-        collect_yaml(dir, &mut in_dir).map_err(|message| LoadError {
-            file: dir.display().to_string(),
-            line: 0,
-            column: 0,
-            field: "suite-dir".into(),
-            message,
-        })?;
-        in_dir.sort();
-        files.extend(in_dir);
-    }
-    let mut tables = Tables::default();
-    let mut ids: BTreeSet<(String, String)> = BTreeSet::new();
-    for path in files {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|e| LoadError {
-            file: name.clone(),
-            line: 0,
-            column: 0,
-            field: "file".into(),
-            message: e.to_string(),
-        })?;
-        let header: Header = serde_saphyr::from_str(&text).map_err(|e| load_error(&name, &text, &e))?;
-        if header.suite == DATAPLANE_SUITE {
-            for row in crate::dataplane::parse_file(&name, &text)? {
-                if !ids.insert((row.suite.clone(), row.id.clone())) {
-                    return Err(LoadError {
-                        file: name.clone(),
-                        line: 0,
-                        column: 0,
-                        field: "id".into(),
-                        message: format!("duplicate id '{}' in suite '{}' (defined in another file)", row.id, row.suite),
-                    });
-                }
-                tables.dataplane.push(row);
-            }
-            continue;
-        }
-        for scenario in parse_file(&name, &text)? {
-            if !ids.insert((scenario.suite.clone(), scenario.id.clone())) {
-                return Err(LoadError {
-                    file: name.clone(),
-                    line: scenario.position.0,
-                    column: scenario.position.1,
-                    field: "id".into(),
-                    message: format!("duplicate id '{}' in suite '{}' (defined in another file)", scenario.id, scenario.suite),
-                });
-            }
-            tables.services.push(scenario);
-        }
-    }
-    Ok(tables)
-}
-
-fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read directory: {e}"))?;
-    for entry in entries {
-        let path = entry.map_err(|e| e.to_string())?.path();
-        if path.is_dir() {
-            collect_yaml(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            out.push(path);
-        }
-    }
-    Ok(())
+/// A family symbol written as its concrete family for `mode`; any other text as it is.
+pub fn resolve_symbol(symbol: &str, mode: Mode) -> String {
+    family_of_symbol(symbol, mode).map_or_else(|| symbol.to_string(), |f| f.to_string())
 }

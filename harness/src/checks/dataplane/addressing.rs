@@ -1,0 +1,86 @@
+//! Node and pod addressing (D01-D07): InternalIPs, podCIDRs, pod IPs and their order, hostIPs,
+//! hostNetwork pods, the downward API and /etc/hosts, each judged for one family.
+
+use super::fixture::{Fixture, name_of};
+use super::verdict::{fail, ordered, verdict};
+use crate::checks::Outcome;
+use crate::error::Result;
+use crate::objects::{internal_ips, of_family, pod_ips};
+use crate::table::dataplane::{Action, Check};
+
+pub async fn run(fixture: &Fixture, check: Check, action: &Action) -> Result<Outcome> {
+    let (mode, family) = (fixture.mode, action.family);
+    let node = || {
+        let label = action.node.as_deref().unwrap_or_default();
+        fixture.node(label).ok_or_else(|| crate::error::Error::Environment(format!("no node labelled {label} in the cluster")))
+    };
+    Ok(match check {
+        Check::NodeInternalIps => {
+            let node = node()?;
+            ordered(mode, family, &format!("node {} InternalIPs", name_of(node)), &internal_ips(node))
+        }
+        Check::NodePodCidrs => {
+            let node = node()?;
+            let spec = node.spec.clone().unwrap_or_default();
+            let cidrs = spec.pod_cidrs.unwrap_or_default();
+            let v = ordered(mode, family, &format!("node {} podCIDRs", name_of(node)), &cidrs);
+            if v.status == reports::Status::Passed && spec.pod_cidr.as_ref() != cidrs.first() {
+                fail("spec.podCIDR == spec.podCIDRs[0]", format!("podCIDR {:?}", spec.pod_cidr))
+            } else {
+                v
+            }
+        }
+        Check::PodIps => {
+            let pod = fixture.pod("client").await?;
+            let ips = pod_ips(&pod);
+            let v = ordered(mode, family, "client podIPs", &ips);
+            let primary = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+            if v.status == reports::Status::Passed && primary.as_ref() != ips.first() {
+                fail("status.podIP == status.podIPs[0]", format!("podIP {primary:?}, podIPs {ips:?}"))
+            } else {
+                v
+            }
+        }
+        Check::HostIps => {
+            let pod = fixture.pod("client").await?;
+            let host_ips: Vec<String> = pod.status.as_ref().and_then(|s| s.host_ips.clone()).unwrap_or_default().into_iter().map(|h| h.ip).collect();
+            let node_ips = internal_ips(&fixture.control_plane);
+            let v = ordered(mode, family, "client hostIPs", &host_ips);
+            if v.status == reports::Status::Passed && of_family(&host_ips, family) != of_family(&node_ips, family) {
+                fail(format!("hostIPs equal the node's InternalIPs {node_ips:?}"), format!("hostIPs {host_ips:?}"))
+            } else {
+                v
+            }
+        }
+        Check::HostNetworkPodIps => {
+            let ips = pod_ips(&fixture.pod("host-client").await?);
+            let node_ips = internal_ips(&fixture.control_plane);
+            let ok = of_family(&ips, family).is_some() && of_family(&ips, family) == of_family(&node_ips, family);
+            verdict(ok, format!("hostNetwork pod's {family} podIP is the node's {family} InternalIP ({node_ips:?})"), format!("podIPs {ips:?}"))
+        }
+        Check::DownwardApiPodIps => {
+            let ips = pod_ips(&fixture.pod("client").await?);
+            let env = fixture.exec("client", &["printenv", "POD_IPS"]).await?;
+            let seen: Vec<String> = env.trim().split(',').map(str::to_string).collect();
+            let ok = of_family(&seen, family).is_some() && seen == ips;
+            verdict(ok, format!("POD_IPS from status.podIPs is {}", ips.join(",")), format!("POD_IPS={}", env.trim()))
+        }
+        Check::EtcHosts => {
+            let pod = fixture.pod("client").await?;
+            let hosts = fixture.exec("client", &["cat", "/etc/hosts"]).await?;
+            let ip = of_family(&pod_ips(&pod), family);
+            let ok = ip.is_some_and(|ip| {
+                hosts.lines().any(|l| {
+                    let mut words = l.split_whitespace();
+                    words.next() == Some(ip.to_string().as_str()) && words.any(|w| w == "client")
+                })
+            });
+            verdict(
+                ok,
+                format!("/etc/hosts maps the {family} pod IP {ip:?} to client"),
+                hosts.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join(" | "),
+            )
+        }
+        other => return Err(crate::error::Error::Environment(format!("{other:?} is not an addressing check"))),
+    })
+}

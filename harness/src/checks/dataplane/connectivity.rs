@@ -1,0 +1,171 @@
+//! Traffic per family (D08, D12-D19, D23, D25): pod to pod, to ClusterIPs and NodePorts from pods
+//! and nodes, hairpin, session affinity, large payloads, hostNetwork endpoints, SCTP, endpoint
+//! updates and a client outside the cluster. Every connection goes through `Fixture::reach` (or the
+//! external client) and names its family, source and destination.
+
+use super::fixture::{DELETED_UPDATE_POD, Fixture, REMAINING_UPDATE_POD, name_of, node_port};
+use super::reach::{Destination, Missing, via_cluster_ip};
+use super::verdict::{fail, skip, verdict};
+use crate::checks::Outcome;
+use crate::error::{Error, Result};
+use crate::objects::{internal_ips, of_family, pod_ips};
+use crate::probe_pod::{self, PROBE_PORT};
+use crate::table::dataplane::{Action, Aspect, Check, Protocol, Variant};
+use crate::wait::poll;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Bytes a plain connection sends (and the server echoes in its answer).
+const SMALL: usize = 16;
+
+pub async fn run(fixture: &Fixture, check: Check, action: &Action) -> Result<Outcome> {
+    let family = action.family;
+    if check == Check::EndpointUpdate {
+        return endpoint_update(fixture, action).await;
+    }
+    let Some(proto) = action.protocol() else {
+        return Err(Error::Environment(format!("{check:?} needs a protocol, the action has {:?}", action.variant)));
+    };
+    let servers = fixture.servers();
+    let echo = || async { fixture.service("echo").await };
+    let nodeport_on = |address: Option<std::net::IpAddr>, svc: &k8s_openapi::api::core::v1::Service, node: &str| -> Destination {
+        match (address, node_port(svc, proto.service_protocol())) {
+            (Some(ip), Some(port)) => Ok(SocketAddr::new(ip, port)),
+            (ip, port) => Err(Missing { wanted: format!("a {family} address on {node} and a nodePort"), saw: format!("address {ip:?}, nodePort {port:?}") }),
+        }
+    };
+    let server_0 = || async {
+        let server = fixture.pod("server-0").await?;
+        let ips = pod_ips(&server);
+        Ok::<Destination, Error>(
+            of_family(&ips, family)
+                .map(|ip| SocketAddr::new(ip, PROBE_PORT))
+                .ok_or_else(|| Missing { wanted: format!("server-0 has a {family} IP"), saw: format!("podIPs {ips:?}") }),
+        )
+    };
+    match check {
+        Check::PodToPod => fixture.reach("client", proto, server_0().await?, SMALL, &["server-0".into()]).await,
+        Check::Sctp => {
+            let supported = probe_pod::exec(&fixture.pods, "client", &["sctp-supported".into()]).await?;
+            if supported.contains("\"ok\":false") {
+                return Ok(skip(format!("the kernel cannot open SCTP sockets: {}", supported.trim())));
+            }
+            fixture.reach("client", proto, server_0().await?, SMALL, &["server-0".into()]).await
+        }
+        Check::PodToClusterIp => fixture.reach("client", proto, via_cluster_ip("echo", &echo().await?, family), SMALL, &servers).await,
+        Check::NodeToClusterIp => fixture.reach("host-client", proto, via_cluster_ip("echo", &echo().await?, family), SMALL, &servers).await,
+        Check::NodeToNodePort => {
+            let target = nodeport_on(fixture.worker_address(family), &echo().await?, &fixture.worker_name());
+            fixture.reach("host-client", proto, target, SMALL, &servers).await
+        }
+        Check::NodePortEveryFamily => {
+            let label = action.node.as_deref().unwrap_or_default();
+            let node = fixture.node(label).ok_or_else(|| Error::Environment(format!("no node labelled {label} in the cluster")))?;
+            let target = nodeport_on(of_family(&internal_ips(node), family), &echo().await?, &name_of(node));
+            fixture.reach("client", proto, target, SMALL, &servers).await
+        }
+        Check::Hairpin => {
+            let target = via_cluster_ip("echo-hairpin", &fixture.service("echo-hairpin").await?, family);
+            fixture.reach("server-0", proto, target, SMALL, &["server-0".into()]).await
+        }
+        Check::LargePayload => {
+            // 1 MiB over TCP; over UDP a datagram larger than the 1500-byte MTU, so it is fragmented.
+            let bytes = if proto == Protocol::Udp { 8000 } else { 1 << 20 };
+            fixture.reach("client", proto, via_cluster_ip("echo", &echo().await?, family), bytes, &servers).await
+        }
+        Check::HostNetworkEndpoints => {
+            let target = via_cluster_ip("echo-host", &fixture.service("echo-host").await?, family);
+            fixture.reach("client", proto, target, SMALL, &[fixture.worker_name()]).await
+        }
+        Check::SessionAffinity => session_affinity(fixture, proto, via_cluster_ip("echo-affinity", &fixture.service("echo-affinity").await?, family)).await,
+        Check::ExternalNodePort => {
+            let Some(network) = &fixture.docker_network else {
+                return Ok(skip("the nodes are not KIND containers on this host, so no client can join their docker network"));
+            };
+            match nodeport_on(fixture.worker_address(family), &echo().await?, &fixture.worker_name()) {
+                Ok(target) => Ok(super::external::connect(network, proto, target, &servers).await),
+                Err(missing) => Ok(missing.into()),
+            }
+        }
+        other => Err(Error::Environment(format!("{other:?} is not a connectivity check"))),
+    }
+}
+
+/// Reachable first (bounded convergence), then 8 requests must stick to one endpoint.
+async fn session_affinity(fixture: &Fixture, proto: Protocol, target: Destination) -> Result<Outcome> {
+    let Ok(address) = target else { return fixture.reach("client", proto, target, SMALL, &[]).await };
+    let reachable = fixture.reach("client", proto, target, SMALL, &fixture.servers()).await?;
+    if reachable.status != reports::Status::Passed {
+        return Ok(reachable);
+    }
+    let (mut responders, mut errors) = (Vec::new(), Vec::new());
+    for _ in 0..8 {
+        let got = fixture.connect("client", proto, address, SMALL).await?;
+        match got.answer {
+            Some(a) => responders.push(a.hostname),
+            None => errors.push(got.error.unwrap_or_default()),
+        }
+    }
+    let distinct: BTreeSet<&String> = responders.iter().collect();
+    Ok(verdict(
+        errors.is_empty() && distinct.len() == 1,
+        format!("8 requests to {address} over {} all answered by one endpoint", proto.name()),
+        format!("responders {distinct:?}, errors {errors:?}"),
+    ))
+}
+
+/// After an endpoint pod is deleted, its addresses leave the slices and only the other pod answers.
+async fn endpoint_update(fixture: &Fixture, action: &Action) -> Result<Outcome> {
+    let family = action.family;
+    fixture.delete_update_pod().await?;
+    let remaining: BTreeSet<String> = fixture.pod(REMAINING_UPDATE_POD).await.map(|p| pod_ips(&p))?.into_iter().filter(|ip| crate::mode::IpFamily::of_text(ip) == Some(family)).collect();
+    match action.variant {
+        Some(Variant::Aspect(Aspect::Slices)) => {
+            let expected = format!("after {DELETED_UPDATE_POD} is deleted the {family} slice of echo-update lists only {REMAINING_UPDATE_POD} {remaining:?}");
+            let converged = poll("the slice to drop the deleted pod", Duration::from_secs(30), Duration::from_millis(300), || async {
+                let have = fixture.slice_addresses("echo-update", family).await?;
+                Ok(if have == remaining { Ok(have) } else { Err(format!("{have:?}")) })
+            })
+            .await;
+            Ok(match converged {
+                Ok(have) => verdict(true, expected, format!("{have:?}")),
+                Err(Error::Timeout { last_seen, .. }) => fail(expected, format!("after 30s still {last_seen}")),
+                Err(e) => return Err(e),
+            })
+        }
+        Some(Variant::Protocol(proto)) => {
+            let target = via_cluster_ip("echo-update", &fixture.service("echo-update").await?, family);
+            let Ok(target) = target else { return fixture.reach("client", proto, target, SMALL, &[]).await };
+            // kube-proxy converges a moment after the slice changes: within the bound, 12
+            // consecutive answers must come from the remaining pod. With a stale rule still sending
+            // half the connections to the deleted pod, a chance streak of 12 has odds of 1 in 4096.
+            let (mut streak, mut seen) = (0, Vec::new());
+            let converge_by = Instant::now() + Duration::from_secs(20);
+            while streak < 12 && Instant::now() < converge_by {
+                let got = fixture.connect("client", proto, target, SMALL).await?;
+                match got.answer {
+                    Some(a) if a.hostname == REMAINING_UPDATE_POD => streak += 1,
+                    Some(a) => {
+                        streak = 0;
+                        seen.push(format!("answered by {}", a.hostname));
+                    }
+                    None => {
+                        streak = 0;
+                        seen.push(got.error.unwrap_or_default());
+                    }
+                }
+            }
+            seen.truncate(5);
+            Ok(verdict(
+                streak >= 12,
+                format!("within 20s, 12 consecutive requests to {target} over {} answered by {REMAINING_UPDATE_POD}", proto.name()),
+                format!(
+                    "{streak} consecutive answers by {REMAINING_UPDATE_POD}; before that: {}",
+                    if seen.is_empty() { "nothing else".to_string() } else { seen.join("; ") }
+                ),
+            ))
+        }
+        other => Err(Error::Environment(format!("endpoint-update has no action {other:?}"))),
+    }
+}

@@ -1,0 +1,314 @@
+//! The data-plane fixture: one labelled namespace per mode with the probe pods and Services every
+//! action talks to, and the queries the actions make of it. Clients run on the control-plane node
+//! and servers on a worker, so all pod traffic crosses nodes and a fault on one path fails the same
+//! actions every time.
+
+use crate::error::{Error, Result};
+use crate::mode::{IpFamily, Mode};
+use crate::objects::{internal_ips, of_family, pod_ips};
+use crate::plan::node_labels;
+use crate::probe_pod::{self, PROBE_PORT};
+use crate::retry::Retries;
+use crate::wait::poll;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Client};
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
+
+/// The hostNetwork probes share the node's ports with everything else there, a previous run's
+/// terminating pods included: each run picks its pair of ports in this range.
+const HOST_PORT_RANGE: std::ops::Range<u16> = 20000..29998;
+
+/// The endpoint-update action deletes this pod of the `echo-update` Service's two (`update-0`
+/// stays); no other action uses them, so the deletion disturbs nothing else.
+pub const DELETED_UPDATE_POD: &str = "update-1";
+pub const REMAINING_UPDATE_POD: &str = "update-0";
+
+/// Everything the actions talk to, created once per mode in one labelled namespace.
+pub struct Fixture {
+    client: Client,
+    pub namespace: String,
+    pub mode: Mode,
+    pub pods: Api<Pod>,
+    pub control_plane: Node,
+    pub worker: Node,
+    /// The nodes as the API lists them, with their stable labels (`control-plane`, `worker`).
+    pub nodes: Vec<(String, Node)>,
+    /// Name of the docker network the KIND nodes are on, when they are KIND nodes on this host.
+    pub docker_network: Option<String>,
+    /// The hostNetwork server's port; the hostNetwork client serves on the next one.
+    host_port: u16,
+    pub started: Instant,
+    /// The endpoint-update pod's deletion, done once by whichever endpoint-update action runs first.
+    update_pod_deleted: OnceCell<std::result::Result<(), String>>,
+}
+
+pub fn name_of<K: kube::Resource>(obj: &K) -> String {
+    obj.meta().name.clone().unwrap_or_default()
+}
+
+fn is_control_plane(node: &Node) -> bool {
+    node.metadata.labels.as_ref().is_some_and(|l| l.contains_key("node-role.kubernetes.io/control-plane"))
+}
+
+/// The labels of `nodes` by the plan's rule.
+pub fn labelled(nodes: Vec<Node>) -> Vec<(String, Node)> {
+    let roles: Vec<bool> = nodes.iter().map(is_control_plane).collect();
+    node_labels(&roles).into_iter().zip(nodes).collect()
+}
+
+pub fn service_ips(svc: &Service) -> Vec<String> {
+    svc.spec.as_ref().and_then(|s| s.cluster_ips.clone()).unwrap_or_default()
+}
+
+fn json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T> {
+    serde_json::from_value(value).map_err(|e| Error::Environment(format!("building a fixture object: {e}")))
+}
+
+impl Fixture {
+    /// Creates the namespace, probe pods and Services, and waits until they are ready.
+    pub async fn create(client: &Client, mode: Mode, timeout: Duration) -> Result<Self> {
+        let started = Instant::now();
+        let nodes = labelled(Api::<Node>::all(client.clone()).list(&ListParams::default()).await?.items);
+        let control_plane = nodes.iter().map(|(_, n)| n).find(|n| is_control_plane(n)).or(nodes.first().map(|(_, n)| n)).cloned();
+        let worker = nodes.iter().map(|(_, n)| n).find(|n| !is_control_plane(n)).cloned();
+        let (Some(control_plane), Some(worker)) = (control_plane, worker) else {
+            return Err(Error::Environment("the data-plane suite needs two nodes: a control-plane and a worker".into()));
+        };
+        let namespace = probe_pod::create_namespace(client, "dualstack-dataplane", &Retries::default()).await?;
+        let fixture = Self {
+            client: client.clone(),
+            namespace: namespace.clone(),
+            mode,
+            pods: Api::namespaced(client.clone(), &namespace),
+            docker_network: super::external::docker_network_of(&name_of(&control_plane)).await,
+            control_plane,
+            worker,
+            nodes,
+            host_port: HOST_PORT_RANGE.start + rand::random::<u16>() % (HOST_PORT_RANGE.end - HOST_PORT_RANGE.start),
+            started,
+            update_pod_deleted: OnceCell::new(),
+        };
+        if let Err(e) = fixture.populate(timeout).await {
+            probe_pod::delete_namespace(client, &namespace).await;
+            return Err(e);
+        }
+        Ok(fixture)
+    }
+
+    /// A hostNetwork probe serving on `port` (the node's ports are shared, so not PROBE_PORT).
+    fn host_network_pod(name: &str, node: &str, port: u16) -> Result<Pod> {
+        let mut pod = probe_pod::probe_pod(name, node, &[("role", name)], true);
+        if let Some(container) = pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+            container.command = Some(vec!["/usr/local/bin/probe".into(), "serve".into(), "--port".into(), port.to_string()]);
+            container.readiness_probe = Some(json(serde_json::json!({"tcpSocket": {"port": port}, "periodSeconds": 1}))?);
+            container.ports = None;
+        }
+        Ok(pod)
+    }
+
+    async fn populate(&self, timeout: Duration) -> Result<()> {
+        let (cp, worker) = (name_of(&self.control_plane), name_of(&self.worker));
+        let mut client_pod = probe_pod::probe_pod("client", &cp, &[("role", "client")], false);
+        if let Some(container) = client_pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+            container.env = Some(json(serde_json::json!([
+                {"name": "POD_IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}}
+            ]))?);
+        }
+        let pods = [
+            client_pod,
+            probe_pod::probe_pod("server-0", &worker, &[("role", "server"), ("hairpin", "yes")], false),
+            probe_pod::probe_pod("server-1", &worker, &[("role", "server")], false),
+            probe_pod::probe_pod(REMAINING_UPDATE_POD, &worker, &[("role", "update")], false),
+            probe_pod::probe_pod(DELETED_UPDATE_POD, &worker, &[("role", "update")], false),
+            Self::host_network_pod("host-server", &worker, self.host_port)?,
+            Self::host_network_pod("host-client", &cp, self.host_port + 1)?,
+        ];
+        for pod in &pods {
+            self.pods.create(&PostParams::default(), pod).await?;
+        }
+        let dual = if self.mode.is_dual() { "RequireDualStack" } else { "SingleStack" };
+        let ports = |target: u16| {
+            serde_json::json!([
+                {"name": "tcp", "port": 80, "targetPort": target, "protocol": "TCP"},
+                {"name": "udp", "port": 80, "targetPort": target, "protocol": "UDP"}
+            ])
+        };
+        let service = |name: &str, selector: serde_json::Value, extra: serde_json::Value, target: u16| {
+            let mut spec = serde_json::json!({"ipFamilyPolicy": dual, "selector": selector, "ports": ports(target)});
+            crate::table::services::merge(&mut spec, &extra);
+            serde_json::json!({"metadata": {"name": name}, "spec": spec})
+        };
+        let none = serde_json::json!({});
+        let mut services = vec![
+            service("echo", serde_json::json!({"role": "server"}), serde_json::json!({"type": "NodePort"}), PROBE_PORT),
+            service("echo-headless", serde_json::json!({"role": "server"}), serde_json::json!({"clusterIP": "None"}), PROBE_PORT),
+            service("echo-affinity", serde_json::json!({"role": "server"}), serde_json::json!({"sessionAffinity": "ClientIP"}), PROBE_PORT),
+            service("echo-hairpin", serde_json::json!({"hairpin": "yes"}), none.clone(), PROBE_PORT),
+            service("echo-update", serde_json::json!({"role": "update"}), none.clone(), PROBE_PORT),
+            service("echo-host", serde_json::json!({"role": "host-server"}), none, self.host_port),
+        ];
+        for &family in self.mode.families() {
+            let single = serde_json::json!({"ipFamilyPolicy": "SingleStack", "ipFamilies": [family.api_name()]});
+            services.push(service(&format!("echo-only-{}", family.slug()), serde_json::json!({"role": "server"}), single, PROBE_PORT));
+        }
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
+        for svc in services {
+            api.create(&PostParams::default(), &json(svc)?).await?;
+        }
+        let names: Vec<&str> = pods.iter().filter_map(|p| p.metadata.name.as_deref()).collect();
+        probe_pod::wait_pods_ready(&self.pods, &names, timeout).await?;
+        // Services are usable once their EndpointSlices list both of their pods in every family.
+        poll("EndpointSlices of the echo and echo-update Services", timeout, Duration::from_millis(300), || async {
+            let mut missing = Vec::new();
+            for (service, role) in [("echo", "server"), ("echo-update", "update")] {
+                let pods = self.ips_of(role).await?;
+                for &family in self.mode.families() {
+                    let want: BTreeSet<String> = pods.iter().filter_map(|ips| of_family(ips, family)).map(|ip| ip.to_string()).collect();
+                    let have = self.slice_addresses(service, family).await?;
+                    if have != want {
+                        missing.push(format!("{family} slice of {service} lists {have:?}, pods have {want:?}"));
+                    }
+                }
+            }
+            Ok(if missing.is_empty() { Ok(()) } else { Err(missing.join("; ")) })
+        })
+        .await
+    }
+
+    pub async fn delete(&self) {
+        probe_pod::delete_namespace(&self.client, &self.namespace).await;
+    }
+
+    /// The fixture's pods (node, state, IPs) and the namespace's latest events, for failed cases.
+    pub async fn diagnostics(&self) -> String {
+        let mut out = format!("fixture namespace {} after the failures:\n", self.namespace);
+        if let Ok(pods) = self.pods.list(&ListParams::default()).await {
+            for pod in pods.items {
+                let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+                out.push_str(&format!("  pod {} on {node}: {}; podIPs {:?}\n", name_of(&pod), probe_pod::pod_state(&pod), pod_ips(&pod)));
+            }
+        }
+        let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        if let Ok(list) = events.list(&ListParams::default()).await {
+            let mut items = list.items;
+            items.sort_by_key(|e| e.last_timestamp.clone().map(|t| t.0));
+            for e in items.iter().rev().take(30).rev() {
+                let object = e.involved_object.name.clone().unwrap_or_default();
+                out.push_str(&format!(
+                    "  event {} {} {object}: {}\n",
+                    e.type_.clone().unwrap_or_default(),
+                    e.reason.clone().unwrap_or_default(),
+                    e.message.clone().unwrap_or_default().trim()
+                ));
+            }
+        }
+        out
+    }
+
+    /// Where the fixture's pods run, for each case's system-out.
+    pub fn describe(&self) -> String {
+        format!(
+            "fixture namespace {}; clients on {}, servers on {}; ready in {:.1}s",
+            self.namespace,
+            name_of(&self.control_plane),
+            name_of(&self.worker),
+            self.started.elapsed().as_secs_f64()
+        )
+    }
+
+    pub async fn pod(&self, name: &str) -> Result<Pod> {
+        Ok(self.pods.get(name).await?)
+    }
+
+    /// The pod IPs of the live pods labelled `role=ROLE`.
+    pub async fn ips_of(&self, role: &str) -> Result<Vec<Vec<String>>> {
+        let list = self.pods.list(&ListParams::default().labels(&format!("role={role}"))).await?;
+        Ok(list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(pod_ips).collect())
+    }
+
+    /// The `family` addresses of the live `role=server` pods.
+    pub async fn server_addresses(&self, family: IpFamily) -> Result<BTreeSet<String>> {
+        Ok(self.ips_of("server").await?.iter().filter_map(|ips| of_family(ips, family)).map(|ip| ip.to_string()).collect())
+    }
+
+    pub async fn service(&self, name: &str) -> Result<Service> {
+        Ok(Api::<Service>::namespaced(self.client.clone(), &self.namespace).get(name).await?)
+    }
+
+    pub async fn kube_dns(&self) -> Result<Service> {
+        Ok(Api::<Service>::namespaced(self.client.clone(), "kube-system").get("kube-dns").await?)
+    }
+
+    pub async fn legacy_endpoints(&self, service: &str) -> Result<k8s_openapi::api::core::v1::Endpoints> {
+        Ok(Api::namespaced(self.client.clone(), &self.namespace).get(service).await?)
+    }
+
+    pub async fn slices(&self, service: &str) -> Result<Vec<EndpointSlice>> {
+        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &self.namespace);
+        Ok(api.list(&ListParams::default().labels(&format!("kubernetes.io/service-name={service}"))).await?.items)
+    }
+
+    /// Ready endpoint addresses of `service` in its `family` slices.
+    pub async fn slice_addresses(&self, service: &str, family: IpFamily) -> Result<BTreeSet<String>> {
+        Ok(self
+            .slices(service)
+            .await?
+            .iter()
+            .filter(|s| s.address_type == family.api_name())
+            .flat_map(|s| s.endpoints.iter().flatten())
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+            .flat_map(|e| e.addresses.iter().cloned())
+            .collect())
+    }
+
+    /// Deletes the endpoint-update pod once, whichever endpoint-update action asks first.
+    pub async fn delete_update_pod(&self) -> Result<()> {
+        let deleted = self
+            .update_pod_deleted
+            .get_or_init(|| async { self.pods.delete(DELETED_UPDATE_POD, &DeleteParams::default()).await.map(|_| ()).map_err(|e| e.to_string()) })
+            .await;
+        deleted.clone().map_err(|e| Error::Environment(format!("deleting pod {DELETED_UPDATE_POD}: {e}")))
+    }
+
+    /// Runs a command inside a fixture pod and returns its stdout.
+    pub async fn exec(&self, pod: &str, command: &[&str]) -> Result<String> {
+        probe_pod::exec_command(&self.pods, pod, command.iter().map(|s| s.to_string()).collect()).await
+    }
+
+    pub fn node(&self, label: &str) -> Option<&Node> {
+        self.nodes.iter().find(|(l, _)| l == label).map(|(_, n)| n)
+    }
+
+    pub fn worker_name(&self) -> String {
+        name_of(&self.worker)
+    }
+
+    /// The `echo` Service's endpoints (and its single-family twins').
+    pub fn servers(&self) -> Vec<String> {
+        vec!["server-0".into(), "server-1".into()]
+    }
+
+    pub fn worker_address(&self, family: IpFamily) -> Option<IpAddr> {
+        of_family(&internal_ips(&self.worker), family)
+    }
+}
+
+/// The Service's clusterIP of `family`.
+pub fn cluster_ip(svc: &Service, family: IpFamily) -> Option<IpAddr> {
+    of_family(&service_ips(svc), family)
+}
+
+/// The Service's nodePort carrying `protocol` (`TCP`, `UDP`).
+pub fn node_port(svc: &Service, protocol: &str) -> Option<u16> {
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .and_then(|ports| ports.iter().find(|p| p.protocol.as_deref() == Some(protocol)))
+        .and_then(|p| p.node_port)
+        .and_then(|n| u16::try_from(n).ok())
+}

@@ -1,0 +1,92 @@
+//! The data-plane check kind: node and pod addressing, EndpointSlices, connectivity and DNS. Each
+//! planned action (a row in one family, per protocol, node or aspect) runs against one fixture per
+//! mode; the table (`suites/dataplane/*.yaml`) chooses which checks run in which modes, and the
+//! checks themselves are code, since each one is a small protocol.
+
+mod addressing;
+mod connectivity;
+mod dns;
+mod endpoints;
+mod external;
+mod fixture;
+mod reach;
+mod verdict;
+
+use super::{CheckKind, Outcome, Target};
+use crate::error::{Error, Result};
+use crate::plan::{PlannedCase, Work};
+use crate::table::dataplane::Check;
+use fixture::Fixture;
+use std::time::Duration;
+
+/// How long the fixture may take to be ready, and one action to finish.
+const DATAPLANE_TIMEOUT: Duration = Duration::from_secs(90);
+
+pub struct DataplaneChecks {
+    /// Test-only: a shell command run once the fixture is ready (fault injection).
+    pub after_fixture_hook: Option<String>,
+}
+
+impl CheckKind for DataplaneChecks {
+    type Context = Fixture;
+
+    fn concurrency(&self) -> usize {
+        8
+    }
+
+    fn case_timeout(&self) -> Duration {
+        DATAPLANE_TIMEOUT
+    }
+
+    async fn prepare(&self, target: &Target<'_>) -> Result<Fixture> {
+        let fixture = Fixture::create(target.client, target.facts.mode, DATAPLANE_TIMEOUT).await?;
+        if let Some(hook) = &self.after_fixture_hook {
+            // Test-only: the project's fault-injection tests break the cluster here.
+            let status = tokio::process::Command::new("sh").args(["-ec", hook]).status().await;
+            if !status.is_ok_and(|s| s.success()) {
+                fixture.delete().await;
+                return Err(Error::Environment(format!("the after-fixture hook failed: {hook}")));
+            }
+        }
+        Ok(fixture)
+    }
+
+    async fn run(&self, fixture: &Fixture, target: &Target<'_>, case: &PlannedCase) -> Outcome {
+        let Work::Dataplane { row, action } = &case.work else { return Outcome::error(format!("{} is not a data-plane action", case.id)) };
+        let Some(row) = target.tables.dataplane.get(*row) else { return Outcome::error(format!("no data-plane row {row}")) };
+        let ran = match row.check {
+            Check::NodeInternalIps
+            | Check::NodePodCidrs
+            | Check::PodIps
+            | Check::HostIps
+            | Check::HostNetworkPodIps
+            | Check::DownwardApiPodIps
+            | Check::EtcHosts => addressing::run(fixture, row.check, action).await,
+            Check::ServicePorts | Check::EndpointSlices | Check::LegacyEndpoints => endpoints::run(fixture, row.check, action).await,
+            Check::DnsClusterIp | Check::DnsHeadless | Check::ResolvConf => dns::run(fixture, row.check, action).await,
+            Check::PodToPod
+            | Check::PodToClusterIp
+            | Check::Sctp
+            | Check::NodeToClusterIp
+            | Check::NodeToNodePort
+            | Check::Hairpin
+            | Check::EndpointUpdate
+            | Check::SessionAffinity
+            | Check::LargePayload
+            | Check::HostNetworkEndpoints
+            | Check::NodePortEveryFamily
+            | Check::ExternalNodePort => connectivity::run(fixture, row.check, action).await,
+        };
+        let mut outcome = ran.unwrap_or_else(|e| Outcome::error(e.to_string()));
+        outcome.diagnostics = fixture.describe();
+        outcome
+    }
+
+    async fn diagnostics(&self, fixture: &Fixture) -> Option<String> {
+        Some(fixture.diagnostics().await)
+    }
+
+    async fn finish(&self, fixture: Fixture) {
+        fixture.delete().await;
+    }
+}

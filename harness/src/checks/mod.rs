@@ -1,0 +1,67 @@
+//! The check kinds: Service rows (API verdicts) and data-plane actions (traffic, addressing, DNS).
+//! Each is one `CheckKind` implementation that the runner drives the same way: prepare once per
+//! mode, run each planned case, collect diagnostics after failures, clean up.
+
+pub mod dataplane;
+pub mod services;
+
+use crate::detect::ClusterFacts;
+use crate::error::Result;
+use crate::plan::PlannedCase;
+use crate::table::Tables;
+use reports::Status;
+use std::time::Duration;
+
+/// The cluster a mode's cases run against.
+pub struct Target<'a> {
+    pub client: &'a kube::Client,
+    pub facts: &'a ClusterFacts,
+    pub tables: &'a Tables,
+}
+
+/// A case's verdict, before the runner names and times it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: Status,
+    pub expected: String,
+    pub actual: String,
+    pub message: String,
+    pub diagnostics: String,
+    /// Transient errors retried on the way.
+    pub retried: Vec<String>,
+}
+
+impl Outcome {
+    /// A case that could not reach a verdict.
+    pub fn error(message: impl Into<String>) -> Self {
+        Self {
+            status: Status::Error,
+            expected: String::new(),
+            actual: String::new(),
+            message: message.into(),
+            diagnostics: String::new(),
+            retried: Vec::new(),
+        }
+    }
+}
+
+/// One kind of check, driven by the runner.
+pub(crate) trait CheckKind {
+    /// What the kind sets up once per mode before its cases (an address book, a fixture).
+    type Context;
+
+    /// Cases in flight at once.
+    fn concurrency(&self) -> usize;
+
+    /// How long one case may take before the runner reports it as timed out.
+    fn case_timeout(&self) -> Duration;
+
+    async fn prepare(&self, target: &Target<'_>) -> Result<Self::Context>;
+
+    async fn run(&self, context: &Self::Context, target: &Target<'_>, case: &PlannedCase) -> Outcome;
+
+    /// What to attach to the mode's failed cases (pod states, events), after any failed.
+    async fn diagnostics(&self, context: &Self::Context) -> Option<String>;
+
+    async fn finish(&self, context: Self::Context);
+}

@@ -1,0 +1,58 @@
+//! `dualstack prepare`: runs the offline build (fixtures/offline/prepare.sh) with the cache
+//! directory this crate decides (`kind::cache_dir`), and tells whether a machine is prepared.
+
+use crate::error::{Error, Result};
+use std::path::PathBuf;
+
+/// Where the node image comes from; prepare.sh takes it as `DUALSTACK_NODE_SOURCE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeSource {
+    /// Keep a node image built here before, else pull kindest/node where a registry answers, else build.
+    Auto,
+    /// Pull; fail when the pull fails.
+    Pull,
+    /// Build offline; never pull.
+    Build,
+}
+
+impl NodeSource {
+    fn as_env(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Pull => "pull",
+            Self::Build => "build",
+        }
+    }
+}
+
+/// `$DUALSTACK_FIXTURES`, else the fixtures/ directory of the checkout this binary was built from.
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("DUALSTACK_FIXTURES").map_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures")), PathBuf::from)
+}
+
+/// Runs prepare.sh; `Ok(false)` when a step failed (the script has said which, and where its log is).
+pub async fn prepare(node_source: NodeSource) -> Result<bool> {
+    let script = fixtures_dir().join("offline/prepare.sh");
+    if !script.is_file() {
+        return Err(Error::Environment(format!(
+            "{} not found; set DUALSTACK_FIXTURES to the fixtures/ directory of a dualstack checkout",
+            script.display()
+        )));
+    }
+    let status = tokio::process::Command::new("bash")
+        .arg(&script)
+        .env("DUALSTACK_CACHE", crate::kind::cache_dir())
+        .env("DUALSTACK_NODE_SOURCE", node_source.as_env())
+        .status()
+        .await
+        .map_err(Error::io(format!("running {}", script.display())))?;
+    Ok(status.success())
+}
+
+/// Docker answers, kind is there, the probe image exists and so does a node image (built or pulled).
+pub async fn machine_is_prepared() -> bool {
+    crate::kind::require_docker().await.is_ok()
+        && crate::kind::Kind::locate().is_ok()
+        && crate::cluster::prepared_node_image().await.is_some()
+        && crate::kind::docker_has_image(&crate::kind::probe_image()).await
+}
