@@ -19,7 +19,7 @@ pub async fn interrupted() -> u8 {
             _ = int.recv() => {},
             _ = term.recv() => {},
         }
-        let left = std::fs::read_dir(harness::kind::clusters_dir())
+        let left = std::fs::read_dir(harness::machine::clusters_dir())
             .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>().join(", "))
             .unwrap_or_default();
         eprintln!("stopped at once; clusters possibly left behind: [{left}] (remove with `dualstack cluster down --name NAME`)");

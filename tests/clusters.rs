@@ -91,13 +91,71 @@ fn cluster_files(name: &str) -> harness::kind::ClusterFiles {
 }
 
 fn kubectl(kubeconfig: &str, args: &[&str]) -> Output {
-    let out = Command::new(harness::kind::cache_dir().join("bin/kubectl")).arg("--kubeconfig").arg(kubeconfig).args(args).output();
+    let out = Command::new(harness::machine::cache_dir().join("bin/kubectl")).arg("--kubeconfig").arg(kubeconfig).args(args).output();
     out.unwrap_or_else(|e| panic!("kubectl: {e}"))
 }
 
 /// Case names (with their classname) of a JUnit file.
 fn case_names(path: &Path) -> BTreeSet<String> {
     junit_cases(path).into_iter().map(|(name, _)| name).collect()
+}
+
+/// One case as `dualstack list` prints it: (suite, id, mode) -> the skip reason, `None` when it runs.
+type Listed = std::collections::BTreeMap<(String, String, String), Option<String>>;
+
+/// The plan `dualstack list ARGS` prints, and its last line's total.
+fn listed(args: &[&str]) -> Listed {
+    let out = dualstack(&[&["list"], args].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut cases = Listed::new();
+    for line in text.lines().filter(|l| l.starts_with("run ") || l.starts_with("skip ")) {
+        let mut words = line.split_whitespace();
+        let (verdict, name, mode) = (words.next().unwrap(), words.next().unwrap(), words.next().unwrap());
+        let (suite, id) = name.split_once('/').unwrap();
+        let rest: Vec<&str> = words.collect();
+        let key = (suite.to_string(), id.to_string(), mode.trim_matches(|c| c == '[' || c == ']').to_string());
+        let reason = (verdict == "skip").then(|| rest.join(" "));
+        assert!(cases.insert(key.clone(), reason).is_none(), "list prints {key:?} twice");
+    }
+    let total: usize = text.lines().last().and_then(|l| l.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert_eq!(total, cases.len(), "list's total disagrees with its lines");
+    cases
+}
+
+/// (suite, id, mode) -> (status, message) of every case in a results.json; names are unique.
+fn reported(dir: &Path) -> std::collections::BTreeMap<(String, String, String), (String, String)> {
+    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let mut cases = std::collections::BTreeMap::new();
+    for case in results["cases"].as_array().unwrap() {
+        let text = |k: &str| case[k].as_str().unwrap_or_default().to_string();
+        let key = (text("suite"), text("id"), text("mode"));
+        assert!(cases.insert(key.clone(), (text("status"), text("message"))).is_none(), "{key:?} reported twice");
+    }
+    cases
+}
+
+/// The run reported exactly the cases `list` planned: the same names, each planned skip skipped
+/// with its reason, and (unless interrupted) every planned case finished.
+fn assert_reports_the_plan(plan: &Listed, dir: &Path, interrupted: bool) {
+    let got = reported(dir);
+    let (reported_names, planned_names): (BTreeSet<_>, BTreeSet<_>) = (got.keys().collect(), plan.keys().collect());
+    assert_eq!(reported_names, planned_names, "reported cases differ from the plan");
+    for (key, reason) in plan {
+        let (status, message) = &got[key];
+        match reason {
+            Some(reason) => assert_eq!((status.as_str(), message), ("skipped", reason), "{key:?}"),
+            None if interrupted => {}
+            None => assert!(message != "interrupted", "{key:?} was interrupted in a finished run"),
+        }
+    }
+}
+
+/// The live progress denominator (`[MODE] running N cases`) is the plan's count of cases to run.
+fn assert_progress_counts_the_plan(run_output: &str, mode: Mode, plan: &Listed) {
+    let planned = plan.values().filter(|reason| reason.is_none()).count();
+    let line = format!("[{}] running {planned} cases", mode.name());
+    assert!(run_output.contains(&line), "no '{line}' in:\n{run_output}");
 }
 
 /// A 2-way shard plus `report merge` gives the same set of cases as the unsharded run.
@@ -109,6 +167,9 @@ fn shards_merge_to_the_whole(mode: Mode, kubeconfig: &str, whole: &Path) {
         let d = dir.to_string_lossy().into_owned();
         let run = dualstack(&["run", "--mode", mode.name(), "--suite", "services", "--kubeconfig", kubeconfig, "--report-dir", &d, "--shard", shard]);
         assert_eq!(run.status.code(), Some(0), "shard {shard}: {}", stdout(&run));
+        let plan = listed(&["--mode", mode.name(), "--suite", "services", "--shard", shard]);
+        assert_progress_counts_the_plan(&stdout(&run), mode, &plan);
+        assert_reports_the_plan(&plan, &dir, false);
         dirs.push(d);
     }
     let merged = base.join("merged").to_string_lossy().into_owned();
@@ -212,6 +273,18 @@ fn end_to_end(mode: Mode, judge_as: Mode, min_executed: usize) {
         let run = dualstack(&["run", "--mode", mode.name(), "--kubeconfig", &kubeconfig, "--report-dir", &dir]);
         assert_eq!(run.status.code(), Some(0), "run failed:\n{}", stdout(&run));
         assert!(stdout(&run).contains(&crashed), "the expired namespace was not collected:\n{}", stdout(&run));
+        // The run reports exactly what `list` plans for this mode, and counts it in its progress.
+        let plan = listed(&["--mode", mode.name()]);
+        assert_reports_the_plan(&plan, &reports, false);
+        assert_progress_counts_the_plan(&stdout(&run), mode, &plan);
+        // Filters select data-plane rows too, and the progress counts only what they select.
+        let filtered_dir = reports.join("filtered");
+        let filters = ["--filter", "D1[02]", "--filter", "S0*", "--skip", "S05"];
+        let filtered = dualstack(&[&["run", "--mode", mode.name(), "--kubeconfig", &kubeconfig, "--report-dir", &filtered_dir.to_string_lossy()], &filters[..]].concat());
+        assert_eq!(filtered.status.code(), Some(0), "filtered run failed:\n{}", stdout(&filtered));
+        let filtered_plan = listed(&[&["--mode", mode.name()], &filters[..]].concat());
+        assert_reports_the_plan(&filtered_plan, &filtered_dir, false);
+        assert_progress_counts_the_plan(&stdout(&filtered), mode, &filtered_plan);
         // No secret of the kubeconfig in the output or any report of a full run.
         let secrets = secrets_of(&kubeconfig);
         assert!(!secrets.is_empty(), "no secrets found in the kubeconfig to look for");
@@ -364,6 +437,8 @@ fn interrupt_run(signal: &str, marker: &str, delay: std::time::Duration, code: i
     }
     let cases = junit_cases(&junit);
     assert!(!cases.is_empty());
+    // Finished + interrupted = planned: every planned name once, none invented.
+    assert_reports_the_plan(&listed(&["--mode", "ipv4"]), &reports, true);
     // Nothing left: no KIND cluster of this run, no container, no network.
     assert!(!cluster.is_empty(), "no cluster name in the output:\n{seen}");
     assert_eq!(docker_leftovers(&cluster), Vec::<String>::new(), "left behind after {signal}");
@@ -386,4 +461,13 @@ fn sigint_during_create_cleans_up_and_reports() {
 #[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
 fn sigterm_during_the_suites_cleans_up_and_reports() {
     interrupt_run("-TERM", "running", std::time::Duration::from_millis(300), 143);
+}
+
+#[test]
+#[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
+fn deleting_a_cluster_that_does_not_exist_is_bad_input() {
+    let name = unique("never-created");
+    let out = dualstack(&["cluster", "down", "--name", &name]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).starts_with(&format!("error: no cluster named {name} on this machine")), "{}", stderr(&out));
 }

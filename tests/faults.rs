@@ -70,7 +70,7 @@ fn cluster_files(name: &str) -> harness::kind::ClusterFiles {
 }
 
 fn kubectl() -> String {
-    harness::kind::cache_dir().join("bin/kubectl").display().to_string()
+    harness::machine::cache_dir().join("bin/kubectl").display().to_string()
 }
 
 /// Runs the data-plane suite; returns (exit code, failed action ids, errored, passed count).

@@ -13,7 +13,7 @@ fn root() -> PathBuf {
 #[test]
 #[ignore = "needs a prepared machine (dualstack prepare builds actionlint); run with --include-ignored"]
 fn action_and_workflow_pass_actionlint() {
-    let out = Command::new(harness::kind::cache_dir().join("bin/actionlint"))
+    let out = Command::new(harness::machine::cache_dir().join("bin/actionlint"))
         .arg(".github/workflows/conformance.yml")
         .current_dir(root())
         .output()

@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::host::HostNeeds;
 use crate::kind::{self, ClusterFiles, ClusterSpec, Kind};
+use crate::machine;
 use crate::wait::poll;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Node;
@@ -54,7 +55,7 @@ impl KindCluster {
         node_image: Option<String>,
         ready_timeout: Duration,
     ) -> Result<(Self, UpTimings)> {
-        kind::require_docker().await?;
+        machine::require_docker().await?;
         let kind = Kind::locate()?;
         let node_image = match node_image {
             Some(image) => image,
@@ -94,8 +95,8 @@ impl KindCluster {
         }
         // The offline node image carries the probe; any other (kindest/node on a machine with a
         // registry) gets it loaded, since the probe is built here and never pulled.
-        if node_image != kind::offline_node_image()
-            && let Err(e) = kind.load_image(&files, &kind::probe_image()).await
+        if node_image != machine::offline_node_image()
+            && let Err(e) = kind.load_image(&files, &machine::probe_image()).await
         {
             return Err(cleanup_on_error(e).await);
         }
@@ -106,14 +107,14 @@ impl KindCluster {
 
 /// Deletes a cluster created by `dualstack cluster up` (or left by an interrupted run) by name.
 pub async fn destroy(files: &ClusterFiles) -> Result<()> {
-    kind::require_docker().await?;
+    machine::require_docker().await?;
     Kind::locate()?.delete(files).await?;
     files.remove_dir()
 }
 
 /// `cluster down`: like `destroy`, but a name with neither KIND nodes nor files is an error.
 pub async fn destroy_existing(files: &ClusterFiles) -> Result<()> {
-    kind::require_docker().await?;
+    machine::require_docker().await?;
     let kind = Kind::locate()?;
     if !kind.clusters().await?.contains(&files.name) && !files.dir.exists() {
         return Err(Error::ClusterNotFound { name: files.name.clone(), dir: files.dir.clone() });
@@ -125,8 +126,8 @@ pub async fn destroy_existing(files: &ClusterFiles) -> Result<()> {
 /// The node image `dualstack prepare` left on this machine: the one it built, else the upstream one
 /// it pulled; `None` when it has not run (or neither image is there any more).
 pub async fn prepared_node_image() -> Option<String> {
-    for image in [kind::offline_node_image(), kind::upstream_node_image()] {
-        if kind::docker_has_image(&image).await {
+    for image in [machine::offline_node_image(), machine::upstream_node_image()] {
+        if machine::docker_has_image(&image).await {
             return Some(image);
         }
     }
@@ -135,7 +136,7 @@ pub async fn prepared_node_image() -> Option<String> {
 
 /// The prepared node image, else the upstream one (kind pulls it).
 async fn default_node_image() -> String {
-    prepared_node_image().await.unwrap_or_else(kind::upstream_node_image)
+    prepared_node_image().await.unwrap_or_else(machine::upstream_node_image)
 }
 
 const POLL_INTERVAL: Duration = Duration::from_millis(500);

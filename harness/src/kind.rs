@@ -2,44 +2,13 @@
 //! log export. Each cluster gets its own docker network so concurrent runs never share one.
 
 use crate::error::{Error, Result};
+use crate::machine::{cache_dir, clusters_dir, docker_has_image};
 use crate::host::HostNeeds;
 use crate::mode::{IpFamily, Mode};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::process::Command;
-
-/// Pinned toolchain versions, shared with the offline build scripts (one source of truth).
-const VERSIONS_ENV: &str = include_str!("../../fixtures/offline/versions.env");
-
-/// Value of a `KEY=value` line of fixtures/offline/versions.env.
-pub fn pinned_version(key: &str) -> Option<&'static str> {
-    VERSIONS_ENV.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-}
-
-/// The Kubernetes version dualstack's node images carry, e.g. `v1.36.3`.
-pub fn kubernetes_version() -> &'static str {
-    pinned_version("K8S_VERSION").unwrap_or("unknown")
-}
-
-fn pinned(key: &str) -> &'static str {
-    pinned_version(key).unwrap_or("unknown")
-}
-
-/// The node image `dualstack prepare` builds from Debian packages and the Go module proxy.
-pub fn offline_node_image() -> String {
-    format!("{}:{}", pinned("NODE_IMAGE_REPO"), kubernetes_version())
-}
-
-/// The upstream node image of the same Kubernetes version, for machines that can pull.
-pub fn upstream_node_image() -> String {
-    format!("{}:{}", pinned("UPSTREAM_NODE_IMAGE_REPO"), kubernetes_version())
-}
-
-/// The probe image `dualstack prepare` builds (and preloads into the node image it builds).
-pub fn probe_image() -> String {
-    pinned("PROBE_IMAGE").to_string()
-}
 
 /// Default subnets, the ones kind itself uses, per family.
 fn pod_subnet(family: IpFamily) -> &'static str {
@@ -150,22 +119,6 @@ pub fn kind_config(spec: &ClusterSpec, host: HostNeeds) -> String {
 #[derive(Debug, Clone)]
 pub struct Kind {
     binary: PathBuf,
-}
-
-/// The machine-local cache of `dualstack prepare` (binaries, images, logs): `$DUALSTACK_CACHE`, else
-/// `/var/cache/dualstack` for root and `~/.cache/dualstack` for anyone else (the rule prepare.sh uses).
-pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("DUALSTACK_CACHE") {
-        return PathBuf::from(dir);
-    }
-    if effective_uid() == 0 {
-        return PathBuf::from("/var/cache/dualstack");
-    }
-    let user_cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    user_cache.join("dualstack")
 }
 
 impl Kind {
@@ -348,34 +301,6 @@ impl ClusterFiles {
     }
 }
 
-/// Where the clusters' directories are.
-pub fn clusters_dir() -> PathBuf {
-    state_dir().join("clusters")
-}
-
-/// Where logs of failed runs' clusters are exported; they outlive the clusters.
-pub fn logs_dir() -> PathBuf {
-    state_dir().join("logs")
-}
-
-/// `$DUALSTACK_STATE_DIR`, else `/tmp/dualstack` for root and `/tmp/dualstack-UID` for anyone else
-/// (each user's directory is 0700, so users must not share one).
-fn state_dir() -> PathBuf {
-    std::env::var_os("DUALSTACK_STATE_DIR").map_or_else(
-        || match effective_uid() {
-            0 => std::env::temp_dir().join("dualstack"),
-            uid => std::env::temp_dir().join(format!("dualstack-{uid}")),
-        },
-        PathBuf::from,
-    )
-}
-
-/// The process's effective user id: /proc/self belongs to it (no libc call needed). `u32::MAX`
-/// (nobody) if /proc is unreadable.
-fn effective_uid() -> u32 {
-    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| std::os::unix::fs::MetadataExt::uid(&m))
-}
-
 /// A unique cluster name, so two runs on one machine never collide: `dualstack-MODE-XXXXXX`.
 pub fn unique_cluster_name(mode: Mode) -> String {
     let suffix: u32 = rand::random::<u32>() & 0xff_ffff;
@@ -409,30 +334,6 @@ fn write_private(path: &Path, content: &[u8]) -> Result<()> {
         .open(path)
         .map_err(Error::io(format!("writing {}", path.display())))?;
     file.write_all(content).map_err(Error::io(format!("writing {}", path.display())))
-}
-
-/// Whether docker has `image` locally.
-pub async fn docker_has_image(image: &str) -> bool {
-    Command::new("docker")
-        .args(["image", "inspect", image])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await
-        .is_ok_and(|s| s.success())
-}
-
-/// Fails with an environment error when no Docker engine answers.
-pub async fn require_docker() -> Result<()> {
-    let out = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output().await;
-    match out {
-        Ok(o) if o.status.success() => Ok(()),
-        Ok(o) => Err(Error::Environment(format!(
-            "no Docker engine answers ({}); run `dualstack prepare`",
-            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("docker info failed").trim()
-        ))),
-        Err(e) => Err(Error::Environment(format!("the docker CLI cannot be run ({e}); run `dualstack prepare`"))),
-    }
 }
 
 #[cfg(test)]
@@ -476,10 +377,5 @@ mod tests {
         let (a, b) = (unique_cluster_name(Mode::DualIpv6Primary), unique_cluster_name(Mode::DualIpv6Primary));
         assert!(validate_cluster_name(&a).is_ok(), "{a}");
         assert_ne!(a, b);
-    }
-
-    #[test]
-    fn versions_are_pinned() {
-        assert!(kubernetes_version().starts_with("v1."), "{}", kubernetes_version());
     }
 }

@@ -15,6 +15,7 @@ pub mod detect;
 pub mod error;
 pub mod host;
 pub mod kind;
+pub mod machine;
 pub mod mode;
 pub mod objects;
 pub mod plan;

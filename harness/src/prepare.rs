@@ -1,5 +1,5 @@
 //! `dualstack prepare`: runs the offline build (fixtures/offline/prepare.sh) with the cache
-//! directory this crate decides (`kind::cache_dir`), and tells whether a machine is prepared.
+//! directory this crate decides (`machine::cache_dir`), and tells whether a machine is prepared.
 
 use crate::error::{Error, Result};
 use std::path::PathBuf;
@@ -41,7 +41,7 @@ pub async fn prepare(node_source: NodeSource) -> Result<bool> {
     }
     let status = tokio::process::Command::new("bash")
         .arg(&script)
-        .env("DUALSTACK_CACHE", crate::kind::cache_dir())
+        .env("DUALSTACK_CACHE", crate::machine::cache_dir())
         .env("DUALSTACK_NODE_SOURCE", node_source.as_env())
         .status()
         .await
@@ -51,8 +51,8 @@ pub async fn prepare(node_source: NodeSource) -> Result<bool> {
 
 /// Docker answers, kind is there, the probe image exists and so does a node image (built or pulled).
 pub async fn machine_is_prepared() -> bool {
-    crate::kind::require_docker().await.is_ok()
+    crate::machine::require_docker().await.is_ok()
         && crate::kind::Kind::locate().is_ok()
         && crate::cluster::prepared_node_image().await.is_some()
-        && crate::kind::docker_has_image(&crate::kind::probe_image()).await
+        && crate::machine::docker_has_image(&crate::machine::probe_image()).await
 }

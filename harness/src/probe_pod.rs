@@ -11,7 +11,7 @@ use crate::wait::poll;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
-pub use crate::kind::probe_image;
+use crate::machine::probe_image;
 
 /// Label on everything the suite creates, so leftovers of a crashed run can be found and removed.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "dualstack");

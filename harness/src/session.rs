@@ -77,7 +77,7 @@ pub fn check_cni_manifest(path: &std::path::Path) -> Result<()> {
 
 /// `kubectl`: the prepared one, else PATH.
 fn kubectl() -> PathBuf {
-    let prepared = crate::kind::cache_dir().join("bin/kubectl");
+    let prepared = crate::machine::cache_dir().join("bin/kubectl");
     if prepared.is_file() { prepared } else { PathBuf::from("kubectl") }
 }
 
@@ -217,7 +217,7 @@ impl Session {
         };
         let outcome = run_on(&cluster.client, mode, tables, &cases, options, &counting).await;
         if failures.load(std::sync::atomic::Ordering::Relaxed) > 0 || outcome.is_err() {
-            let dir = crate::kind::logs_dir().join(&name);
+            let dir = crate::machine::logs_dir().join(&name);
             if let Ok(kind) = crate::kind::Kind::locate() {
                 kind.export_logs(&files, &dir).await;
                 emit(Event::Diagnostics { mode: mode.name().into(), text: format!("KIND logs of cluster {name} exported to {}", dir.display()) });

@@ -6,6 +6,7 @@
 pub mod dataplane;
 pub mod selection;
 pub mod services;
+pub mod symbols;
 
 use crate::mode::Mode;
 use serde::Deserialize;

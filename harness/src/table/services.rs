@@ -1,8 +1,9 @@
 //! Service rows: the schema of a Service table, its strict parser, placeholders and per-mode
 //! expectations.
 
+use super::symbols::{FAMILY_SYMBOLS, parse_placeholder, resolve_symbol};
 use super::{LoadError, check_id, load_error, parse_modes};
-use crate::mode::{IpFamily, Mode};
+use crate::mode::Mode;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
@@ -165,41 +166,8 @@ impl Scenario {
     }
 }
 
-const FAMILY_SYMBOLS: [&str; 4] = ["primary", "secondary", "IPv4", "IPv6"];
 const POLICIES: [&str; 3] = ["SingleStack", "PreferDualStack", "RequireDualStack"];
 const UNSETTABLE: [&str; 4] = ["ipFamilyPolicy", "ipFamilies", "clusterIP", "clusterIPs"];
-
-/// Placeholders usable in `create`, `update` and `clusterIPs` expectations.
-/// `$ip(F)`/`$ip2(F)`: distinct free addresses of family F in the service range (static band);
-/// `$outside(F)`: an address of family F outside any service range; `$kubernetes-ip`: the address of
-/// the `kubernetes` Service (always in use). F is primary, secondary, IPv4 or IPv6.
-pub fn parse_placeholder(text: &str) -> Option<Result<Placeholder, String>> {
-    let rest = text.strip_prefix('$')?;
-    if rest == "kubernetes-ip" {
-        return Some(Ok(Placeholder::KubernetesIp));
-    }
-    let parsed = (|| {
-        let (kind, arg) = rest.strip_suffix(')').and_then(|r| r.split_once('(')).ok_or("expected $kind(FAMILY)")?;
-        if !FAMILY_SYMBOLS.contains(&arg) {
-            return Err(format!("unknown family '{arg}' (expected one of {})", FAMILY_SYMBOLS.join(", ")));
-        }
-        let family = arg.to_string();
-        match kind {
-            "ip" => Ok(Placeholder::Free { family, index: 0 }),
-            "ip2" => Ok(Placeholder::Free { family, index: 1 }),
-            "outside" => Ok(Placeholder::Outside { family }),
-            other => Err(format!("unknown placeholder kind '{other}' (expected ip, ip2, outside)")),
-        }
-    })();
-    Some(parsed.map_err(|e| format!("placeholder '{text}': {e}")))
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Placeholder {
-    Free { family: String, index: u8 },
-    Outside { family: String },
-    KubernetesIp,
-}
 
 /// Modes a key of `expect` covers.
 fn modes_of_key(key: &str) -> Option<Vec<Mode>> {
@@ -375,19 +343,6 @@ fn validate_expectation(e: &Expectation, has_update: bool) -> Result<(), (String
     Ok(())
 }
 
-/// Concrete family of a symbol for a mode. `secondary` on a single-stack cluster is the family the
-/// cluster does not have (selectorless headless Services name it).
-pub fn family_of_symbol(symbol: &str, mode: Mode) -> Option<IpFamily> {
-    let other = |f: IpFamily| if f == IpFamily::IPv4 { IpFamily::IPv6 } else { IpFamily::IPv4 };
-    match symbol {
-        "primary" => Some(mode.primary()),
-        "secondary" => Some(mode.families().get(1).copied().unwrap_or_else(|| other(mode.primary()))),
-        "IPv4" => Some(IpFamily::IPv4),
-        "IPv6" => Some(IpFamily::IPv6),
-        _ => None,
-    }
-}
-
 /// The expectation with its family symbols resolved for `mode`, so that the expectations of two
 /// modes can be compared (two modes differ on a row exactly when these differ).
 pub fn concrete(expectation: &Expectation, mode: Mode) -> Expectation {
@@ -397,9 +352,4 @@ pub fn concrete(expectation: &Expectation, mode: Mode) -> Expectation {
         cluster_ips: expectation.cluster_ips.as_ref().map(|ips| ips.iter().map(resolve).collect()),
         ..expectation.clone()
     }
-}
-
-/// A family symbol written as its concrete family for `mode`; any other text as it is.
-pub fn resolve_symbol(symbol: &str, mode: Mode) -> String {
-    family_of_symbol(symbol, mode).map_or_else(|| symbol.to_string(), |f| f.to_string())
 }

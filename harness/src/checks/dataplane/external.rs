@@ -25,7 +25,7 @@ pub async fn connect(network: &str, proto: Protocol, target: SocketAddr, respond
     use testcontainers::core::ExecCommand;
     use testcontainers::runners::AsyncRunner;
     use testcontainers::{GenericImage, ImageExt};
-    let image = probe_pod::probe_image();
+    let image = crate::machine::probe_image();
     let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
     let expected = format!("a container on docker network {network} -> {target} over {} answered by one of {responders:?}", proto.name());
     let container = GenericImage::new(name, tag)

@@ -4,7 +4,8 @@
 use crate::detect::ClusterFacts;
 use crate::error::{Error, Result};
 use crate::mode::IpFamily;
-use crate::table::services::{Placeholder, Scenario, Update, UpdateMethod, family_of_symbol, merge, parse_placeholder};
+use crate::table::services::{Scenario, Update, UpdateMethod, merge};
+use crate::table::symbols::{Placeholder, family_of_symbol, parse_placeholder};
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::Status;
 use kube::{Api, Client};

@@ -4,7 +4,8 @@
 use super::execute::{Answer, Placeholders};
 use crate::detect::ClusterFacts;
 use crate::mode::{IpFamily, Mode};
-use crate::table::services::{Expectation, Rejection, family_of_symbol, resolve_symbol};
+use crate::table::services::{Expectation, Rejection};
+use crate::table::symbols::{family_of_symbol, resolve_symbol};
 use serde_json::Value;
 use std::net::IpAddr;
 
@@ -195,7 +196,8 @@ fn judge_accepted(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::services::{CauseMatch, Placeholder};
+    use crate::table::services::CauseMatch;
+    use crate::table::symbols::Placeholder;
     use kube::core::Status;
     use rstest::rstest;
 
@@ -312,15 +314,5 @@ mod tests {
                 "ipFamilyPolicy is \"SingleStack\", expected unset"
             ]
         );
-    }
-
-    #[rstest]
-    #[case("primary", Mode::DualIpv6Primary, Some(IpFamily::IPv6))]
-    #[case("secondary", Mode::DualIpv6Primary, Some(IpFamily::IPv4))]
-    #[case("secondary", Mode::Ipv4, Some(IpFamily::IPv6))]
-    #[case("IPv4", Mode::Ipv6, Some(IpFamily::IPv4))]
-    #[case("ipv4", Mode::Ipv6, None)]
-    fn family_symbols(#[case] symbol: &str, #[case] mode: Mode, #[case] family: Option<IpFamily>) {
-        assert_eq!(family_of_symbol(symbol, mode), family);
     }
 }
