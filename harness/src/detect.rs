@@ -32,14 +32,14 @@ pub async fn detect(client: &Client) -> Result<ClusterFacts> {
         .spec
         .and_then(|s| s.cluster_ip)
         .and_then(|ip| ip.parse().ok())
-        .ok_or_else(|| Error::Environment("the default/kubernetes Service has no clusterIP".into()))?;
+        .ok_or_else(|| Error::Detection("the default/kubernetes Service has no clusterIP".into()))?;
 
     // A dry-run PreferDualStack Service shows the service families in the cluster's order.
     let probe: Service = serde_json::from_value(serde_json::json!({
         "metadata": {"generateName": "dualstack-mode-probe-"},
         "spec": {"ipFamilyPolicy": "PreferDualStack", "ports": [{"port": 80}]}
     }))
-    .map_err(|e| Error::Environment(format!("building the mode probe Service: {e}")))?;
+    .map_err(|e| Error::Detection(format!("building the mode probe Service: {e}")))?;
     let params = PostParams { dry_run: true, ..Default::default() };
     let probed = Api::<Service>::namespaced(client.clone(), "default").create(&params, &probe).await?;
     let families: Vec<IpFamily> = probed
@@ -54,9 +54,9 @@ pub async fn detect(client: &Client) -> Result<ClusterFacts> {
         })
         .collect();
     let mode = Mode::from_families(&families)
-        .ok_or_else(|| Error::Environment(format!("the cluster's service families {families:?} are not a known mode")))?;
+        .ok_or_else(|| Error::Detection(format!("the cluster's service families {families:?} are not a known mode")))?;
     if IpFamily::of(&kubernetes_ip) != mode.primary() {
-        return Err(Error::Environment(format!(
+        return Err(Error::Detection(format!(
             "the kubernetes Service address {kubernetes_ip} is not of the primary service family {}",
             mode.primary()
         )));
@@ -69,7 +69,7 @@ pub async fn detect(client: &Client) -> Result<ClusterFacts> {
         let node_families: Vec<Option<IpFamily>> = cidrs.iter().map(|c| IpFamily::of_text(c)).collect();
         let want: Vec<Option<IpFamily>> = mode.families().iter().copied().map(Some).collect();
         if !cidrs.is_empty() && node_families != want {
-            return Err(Error::Environment(format!(
+            return Err(Error::Detection(format!(
                 "node {} has podCIDRs {cidrs:?}, which disagree with the service families of a {mode} cluster",
                 node.metadata.name.as_deref().unwrap_or("?")
             )));
@@ -81,7 +81,7 @@ pub async fn detect(client: &Client) -> Result<ClusterFacts> {
         None => Vec::new(),
     };
     if service_cidrs.len() != mode.families().len() {
-        return Err(Error::Environment(format!(
+        return Err(Error::Detection(format!(
             "the default ServiceCIDR 'kubernetes' lists {service_cidrs:?}; expected one range per family of a {mode} cluster"
         )));
     }

@@ -287,7 +287,7 @@ async fn run_on(
         return Err(Error::ModeMismatch {
             requested: mode.to_string(),
             detected: facts.mode.to_string(),
-            ranges: format!("{:?}", facts.service_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            ranges: facts.service_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
         });
     }
     println!("[{mode}] cluster detected: {} service ranges {:?}, Kubernetes {}", facts.mode, facts.service_cidrs, facts.server_version);

@@ -26,7 +26,6 @@ impl Check {
     }
 }
 
-
 /// The per-family verdicts for an ordered list: family present, and at the mode's position.
 fn ordered_family_checks(prefix: &str, subject: &str, mode: Mode, values: &[String]) -> Vec<Check> {
     mode.families()
@@ -38,9 +37,6 @@ fn ordered_family_checks(prefix: &str, subject: &str, mode: Mode, values: &[Stri
         })
         .collect()
 }
-
-
-
 
 /// Runs every check against the cluster `client` talks to, expecting `mode`.
 pub async fn verify_cluster(client: &Client, mode: Mode) -> Result<Vec<Check>> {
