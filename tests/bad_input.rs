@@ -77,10 +77,15 @@ const HEAD: &str = "suite: vendor\ngroup: g\n";
     "8:12: expect.all: expects nothing: give policy/families/clusterIPs/unset/nodePorts or rejected")]
 #[case::kept_without_update("scenarios:\n  - id: V1\n    title: one\n    create: {}\n    expect:\n      all: { clusterIPs: [kept] }\n",
     "8:12: expect.all.clusterIPs: 'kept' is not a family symbol, None, kept (updates only) or a placeholder")]
-#[case::non_error_status("scenarios:\n  - id: V1\n    title: one\n    create: {}\n    expect:\n      all: { rejected: { status: 200 } }\n",
-    "8:12: expect.all.rejected.status: 200 is not an HTTP error status")]
+#[case::non_error_status("scenarios:\n  - id: V1\n    title: one\n    create: {}\n    expect:\n      all: { rejected: { status: 200, causes: [{ field: spec, message: x }] } }\n",
+    "8:12: expect.all.rejected.status: 200 is not a 4xx validation status (5xx, 409 and 429 are retried, never judged)")]
+#[case::server_error_status("scenarios:\n  - id: V1\n    title: one\n    create: {}\n    expect:\n      all: { rejected: { status: 500, causes: [{ field: spec, message: x }] } }\n",
+    "8:12: expect.all.rejected.status: 500 is not a 4xx validation status (5xx, 409 and 429 are retried, never judged)")]
+#[case::no_causes("scenarios:\n  - id: V1\n    title: one\n    create: {}\n    expect:\n      all: { rejected: { status: 422, causes: [] } }\n",
+    "8:12: expect.all.rejected.causes: name at least one cause (field and message): without one any rejection would pass")]
 fn malformed_tables_are_usage_errors(#[case] body: &str, #[case] expected: &str) {
-    let dir = temp_dir(&format!("{:x}", body.len() * 31 + expected.len()));
+    // Named by the body's content: cases run at once, so each needs its own directory.
+    let dir = temp_dir(&format!("{:x}", body.bytes().fold(0_u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))));
     let file = dir.join("vendor.yaml");
     std::fs::write(&file, format!("{HEAD}{body}")).ok();
     let (code, stderr) = run(dualstack().args(["list", "--suite-dir"]).arg(&*dir));

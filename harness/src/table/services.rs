@@ -335,10 +335,15 @@ fn validate_expectation(e: &Expectation, has_update: bool) -> Result<(), (String
             return Err(("unset".into(), format!("unknown field '{field}' (expected one of {})", UNSETTABLE.join(", "))));
         }
     }
-    if let Some(r) = &e.rejected
-        && !(400..600).contains(&r.status)
-    {
-        return Err(("rejected.status".into(), format!("{} is not an HTTP error status", r.status)));
+    if let Some(r) = &e.rejected {
+        // Only a 4xx answer is a verdict: 5xx, 409 and 429 are retried as transient, so a row
+        // expecting one could never pass.
+        if !(400..500).contains(&r.status) || r.status == 409 || r.status == 429 {
+            return Err(("rejected.status".into(), format!("{} is not a 4xx validation status (5xx, 409 and 429 are retried, never judged)", r.status)));
+        }
+        if r.causes.is_empty() {
+            return Err(("rejected.causes".into(), "name at least one cause (field and message): without one any rejection would pass".into()));
+        }
     }
     Ok(())
 }
