@@ -4,7 +4,7 @@
 //! external client) and names its family, source and destination.
 
 use super::fixture::{DELETED_UPDATE_POD, Fixture, REMAINING_UPDATE_POD, name_of, node_port};
-use super::reach::{Destination, Missing, via_cluster_ip};
+use super::reach::{Answering, Destination, Expected, Missing, direct, via_cluster_ip};
 use super::verdict::{fail, skip, verdict};
 use crate::checks::Outcome;
 use crate::error::{Error, Result};
@@ -27,7 +27,9 @@ pub async fn run(fixture: &Fixture, check: Check, action: &Action) -> Result<Out
     let Some(proto) = action.protocol() else {
         return Err(Error::Environment(format!("{check:?} needs a protocol, the action has {:?}", action.variant)));
     };
-    let servers = fixture.servers();
+    let servers = || fixture.endpoints("role=server", family);
+    // server-0 is the only pod labelled hairpin=yes: the target of the pod-to-pod paths.
+    let server_0 = || fixture.endpoints("hairpin=yes", family);
     let echo = || async { fixture.service("echo").await };
     let nodeport_on = |address: Option<std::net::IpAddr>, svc: &k8s_openapi::api::core::v1::Service, node: &str| -> Destination {
         match (address, node_port(svc, proto.service_protocol())) {
@@ -35,83 +37,86 @@ pub async fn run(fixture: &Fixture, check: Check, action: &Action) -> Result<Out
             (ip, port) => Err(Missing { wanted: format!("a {family} address on {node} and a nodePort"), saw: format!("address {ip:?}, nodePort {port:?}") }),
         }
     };
-    let server_0 = || async {
-        let server = fixture.pod("server-0").await?;
-        let ips = pod_ips(&server);
-        Ok::<Destination, Error>(
-            of_family(&ips, family)
-                .map(|ip| SocketAddr::new(ip, PROBE_PORT))
-                .ok_or_else(|| Missing { wanted: format!("server-0 has a {family} IP"), saw: format!("podIPs {ips:?}") }),
-        )
-    };
     match check {
-        Check::PodToPod => fixture.reach("client", proto, server_0().await?, SMALL, &["server-0".into()]).await,
+        Check::PodToPod => {
+            let server_0 = server_0().await?;
+            fixture.reach("client", proto, direct(&server_0, PROBE_PORT), SMALL, server_0, Answering::Every).await
+        }
         Check::Sctp => {
             let supported = probe_pod::exec(&fixture.pods, "client", &["sctp-supported".into()]).await?;
             if supported.contains("\"ok\":false") {
                 return Ok(skip(format!("the kernel cannot open SCTP sockets: {}", supported.trim())));
             }
-            fixture.reach("client", proto, server_0().await?, SMALL, &["server-0".into()]).await
+            let server_0 = server_0().await?;
+            fixture.reach("client", proto, direct(&server_0, PROBE_PORT), SMALL, server_0, Answering::Every).await
         }
-        Check::PodToClusterIp => fixture.reach("client", proto, via_cluster_ip("echo", &echo().await?, family), SMALL, &servers).await,
-        Check::NodeToClusterIp => fixture.reach("host-client", proto, via_cluster_ip("echo", &echo().await?, family), SMALL, &servers).await,
+        Check::PodToClusterIp => {
+            fixture.reach("client", proto, via_cluster_ip("echo", &echo().await?, family), SMALL, servers().await?, Answering::Every).await
+        }
+        Check::NodeToClusterIp => {
+            fixture.reach("host-client", proto, via_cluster_ip("echo", &echo().await?, family), SMALL, servers().await?, Answering::Every).await
+        }
         Check::NodeToNodePort => {
             let target = nodeport_on(fixture.worker_address(family), &echo().await?, &fixture.worker_name());
-            fixture.reach("host-client", proto, target, SMALL, &servers).await
+            fixture.reach("host-client", proto, target, SMALL, servers().await?, Answering::Every).await
         }
         Check::NodePortEveryFamily => {
             let label = action.node.as_deref().unwrap_or_default();
             let node = fixture.node(label).ok_or_else(|| Error::Environment(format!("no node labelled {label} in the cluster")))?;
             let target = nodeport_on(of_family(&internal_ips(node), family), &echo().await?, &name_of(node));
-            fixture.reach("client", proto, target, SMALL, &servers).await
+            fixture.reach("client", proto, target, SMALL, servers().await?, Answering::Every).await
         }
         Check::Hairpin => {
             let target = via_cluster_ip("echo-hairpin", &fixture.service("echo-hairpin").await?, family);
-            fixture.reach("server-0", proto, target, SMALL, &["server-0".into()]).await
+            fixture.reach("server-0", proto, target, SMALL, server_0().await?, Answering::Every).await
         }
         Check::LargePayload => {
             // 1 MiB over TCP; over UDP a datagram larger than the 1500-byte MTU, so it is fragmented.
             let bytes = if proto == Protocol::Udp { 8000 } else { 1 << 20 };
-            fixture.reach("client", proto, via_cluster_ip("echo", &echo().await?, family), bytes, &servers).await
+            fixture.reach("client", proto, via_cluster_ip("echo", &echo().await?, family), bytes, servers().await?, Answering::Every).await
         }
         Check::HostNetworkEndpoints => {
             let target = via_cluster_ip("echo-host", &fixture.service("echo-host").await?, family);
-            fixture.reach("client", proto, target, SMALL, &[fixture.worker_name()]).await
+            fixture.reach("client", proto, target, SMALL, fixture.endpoints("role=host-server", family).await?, Answering::Every).await
         }
-        Check::SessionAffinity => session_affinity(fixture, proto, via_cluster_ip("echo-affinity", &fixture.service("echo-affinity").await?, family)).await,
+        Check::SessionAffinity => {
+            let target = via_cluster_ip("echo-affinity", &fixture.service("echo-affinity").await?, family);
+            session_affinity(fixture, proto, target, servers().await?).await
+        }
         Check::ExternalNodePort => {
             let Some(network) = &fixture.docker_network else {
                 return Ok(skip("the nodes are not KIND containers on this host, so no client can join their docker network"));
             };
-            match nodeport_on(fixture.worker_address(family), &echo().await?, &fixture.worker_name()) {
-                Ok(target) => Ok(super::external::connect(network, proto, target, &servers).await),
-                Err(missing) => Ok(missing.into()),
-            }
+            let target = nodeport_on(fixture.worker_address(family), &echo().await?, &fixture.worker_name());
+            super::external::reach(network, proto, target, servers().await?).await
         }
         other => Err(Error::Environment(format!("{other:?} is not a connectivity check"))),
     }
 }
 
-/// Reachable first (bounded convergence), then 8 requests must stick to one endpoint.
-async fn session_affinity(fixture: &Fixture, proto: Protocol, target: Destination) -> Result<Outcome> {
-    let Ok(address) = target else { return fixture.reach("client", proto, target, SMALL, &[]).await };
-    let reachable = fixture.reach("client", proto, target, SMALL, &fixture.servers()).await?;
-    if reachable.status != reports::Status::Passed {
-        return Ok(reachable);
-    }
+/// Requests with ClientIP affinity that must all reach one endpoint: with two endpoints and no
+/// affinity, 15 answers from one endpoint happen by chance once in 2^14 (< 1 in 10^4).
+const AFFINITY_REQUESTS: usize = 15;
+
+/// Reachable first (bounded convergence, any endpoint), then every request sticks to one endpoint.
+async fn session_affinity(fixture: &Fixture, proto: Protocol, target: Destination, servers: Expected) -> Result<Outcome> {
+    let reachable = fixture.reach("client", proto, target.clone(), SMALL, servers, Answering::Any).await?;
+    let (Ok(address), reports::Status::Passed) = (target, reachable.status) else { return Ok(reachable) };
     let (mut responders, mut errors) = (Vec::new(), Vec::new());
-    for _ in 0..8 {
+    for _ in 0..AFFINITY_REQUESTS {
         let got = fixture.connect("client", proto, address, SMALL).await?;
         match got.answer {
             Some(a) => responders.push(a.hostname),
             None => errors.push(got.error.unwrap_or_default()),
         }
     }
-    let distinct: BTreeSet<&String> = responders.iter().collect();
+    let mut counts: std::collections::BTreeMap<&String, usize> = std::collections::BTreeMap::new();
+    responders.iter().for_each(|r| *counts.entry(r).or_default() += 1);
+    let seen: Vec<String> = counts.iter().map(|(who, n)| format!("{who} x{n}")).collect();
     Ok(verdict(
-        errors.is_empty() && distinct.len() == 1,
-        format!("8 requests to {address} over {} all answered by one endpoint", proto.name()),
-        format!("responders {distinct:?}, errors {errors:?}"),
+        errors.is_empty() && counts.len() == 1,
+        format!("{AFFINITY_REQUESTS} requests to {address} over {} all answered by one endpoint", proto.name()),
+        format!("answered by {}{}", if seen.is_empty() { "nobody".to_string() } else { seen.join(", ") }, if errors.is_empty() { String::new() } else { format!("; failed: {}", errors.join("; ")) }),
     ))
 }
 
@@ -136,7 +141,10 @@ async fn endpoint_update(fixture: &Fixture, action: &Action) -> Result<Outcome> 
         }
         Some(Variant::Protocol(proto)) => {
             let target = via_cluster_ip("echo-update", &fixture.service("echo-update").await?, family);
-            let Ok(target) = target else { return fixture.reach("client", proto, target, SMALL, &[]).await };
+            let target = match target {
+                Ok(target) => target,
+                Err(missing) => return Ok(missing.into()),
+            };
             // kube-proxy converges a moment after the slice changes: within the bound, 12
             // consecutive answers must come from the remaining pod. With a stale rule still sending
             // half the connections to the deleted pod, a chance streak of 12 has odds of 1 in 4096.

@@ -1,11 +1,12 @@
 //! The client outside the cluster: a container on the KIND nodes' docker network, started through
 //! testcontainers from the probe image.
 
-use super::verdict::{fail, pass};
+use super::reach::{Answering, Destination, Expected, converge};
+use super::verdict::fail;
 use crate::checks::Outcome;
-use crate::probe_pod;
+use crate::error::Result;
+use crate::probe_pod::ConnectResult;
 use crate::table::dataplane::Protocol;
-use std::net::SocketAddr;
 
 /// The docker network of a KIND node container named `node` on this host, if there is one.
 pub async fn docker_network_of(node: &str) -> Option<String> {
@@ -20,14 +21,19 @@ pub async fn docker_network_of(node: &str) -> Option<String> {
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().map(str::to_string)
 }
 
-/// Connects from a fresh container on `network` to `target` and judges the answer.
-pub async fn connect(network: &str, proto: Protocol, target: SocketAddr, responders: &[String]) -> Outcome {
+/// Connects from a fresh container on `network` to `target` until the expected endpoints answered
+/// (the same convergence and verdict as `Fixture::reach`).
+pub async fn reach(network: &str, proto: Protocol, target: Destination, expected: Expected) -> Result<Outcome> {
     use testcontainers::core::ExecCommand;
     use testcontainers::runners::AsyncRunner;
     use testcontainers::{GenericImage, ImageExt};
+    let (target, endpoints) = match (target, expected) {
+        (Ok(target), Ok(endpoints)) => (target, endpoints),
+        (Err(missing), _) | (_, Err(missing)) => return Ok(missing.into()),
+    };
     let image = crate::machine::probe_image();
     let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
-    let expected = format!("a container on docker network {network} -> {target} over {} answered by one of {responders:?}", proto.name());
+    let description = format!("a container on docker network {network} -> {target} over {}", proto.name());
     let container = GenericImage::new(name, tag)
         .with_entrypoint("/usr/local/bin/probe")
         .with_cmd(["serve", "--port", "8080"])
@@ -36,20 +42,19 @@ pub async fn connect(network: &str, proto: Protocol, target: SocketAddr, respond
         .await;
     let container = match container {
         Ok(c) => c,
-        Err(e) => return fail(expected, format!("starting the client container: {e}")),
+        Err(e) => return Ok(fail(description, format!("starting the client container: {e}"))),
     };
-    let command = ExecCommand::new(["/usr/local/bin/probe", "connect", proto.name(), &target.to_string(), "--timeout-ms", "3000"]);
-    let output = match container.exec(command).await {
-        Ok(mut result) => result.stdout_to_vec().await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default(),
-        Err(e) => return fail(expected, format!("running the client: {e}")),
+    let attempt = || async {
+        let command = ExecCommand::new(["/usr/local/bin/probe", "connect", proto.name(), &target.to_string(), "--timeout-ms", "3000"]);
+        let output = match container.exec(command).await {
+            Ok(mut result) => result.stdout_to_vec().await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default(),
+            Err(e) => return Ok(ConnectResult { ok: false, answer: None, error: Some(format!("running the client: {e}")) }),
+        };
+        Ok(serde_json::from_str::<ConnectResult>(output.trim())
+            .unwrap_or_else(|e| ConnectResult { ok: false, answer: None, error: Some(format!("client printed {output:?}: {e}")) }))
     };
+    let converged = converge(&endpoints, Answering::Every, attempt).await;
     let _ = container.rm().await;
-    match serde_json::from_str::<probe_pod::ConnectResult>(output.trim()) {
-        Ok(got) => match got.answer {
-            Some(a) if got.ok && responders.contains(&a.hostname) => pass(expected, format!("answered by {} (saw client {})", a.hostname, a.client)),
-            Some(a) => fail(expected, format!("wrong responder {}", a.hostname)),
-            None => fail(expected, got.error.unwrap_or_else(|| "no answer".into())),
-        },
-        Err(e) => fail(expected, format!("client printed {output:?}: {e}")),
-    }
+    let (tally, elapsed) = converged?;
+    Ok(tally.judge(&description, &endpoints, Answering::Every, elapsed))
 }

@@ -10,6 +10,7 @@ use crate::plan::node_labels;
 use crate::probe_pod::{self, PROBE_PORT};
 use crate::retry::Retries;
 use crate::wait::poll;
+use super::reach::{Endpoint, Expected, Missing};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, PostParams};
@@ -288,9 +289,26 @@ impl Fixture {
         name_of(&self.worker)
     }
 
-    /// The `echo` Service's endpoints (and its single-family twins').
-    pub fn servers(&self) -> Vec<String> {
-        vec!["server-0".into(), "server-1".into()]
+    /// The live pods selected by `selector` (`role=server`, `hairpin=yes`) as endpoints of
+    /// `family`, or what is missing: no such pod, or one without an address of the family.
+    pub async fn endpoints(&self, selector: &str, family: IpFamily) -> Result<Expected> {
+        let list = self.pods.list(&ListParams::default().labels(selector)).await?;
+        let mut endpoints = Vec::new();
+        for pod in list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+            let spec = pod.spec.clone().unwrap_or_default();
+            let node = spec.node_name.unwrap_or_default();
+            let ips = pod_ips(pod);
+            let Some(address) = of_family(&ips, family) else {
+                return Ok(Err(Missing { wanted: format!("every pod with {selector} has a {family} address"), saw: format!("{} on {node}: podIPs {ips:?}", name_of(pod)) }));
+            };
+            let answers_as = if spec.host_network == Some(true) { node.clone() } else { name_of(pod) };
+            endpoints.push(Endpoint { pod: name_of(pod), node, address, answers_as });
+        }
+        if endpoints.is_empty() {
+            return Ok(Err(Missing { wanted: format!("a live pod with {selector}"), saw: "none".into() }));
+        }
+        endpoints.sort_by(|a, b| a.pod.cmp(&b.pod));
+        Ok(Ok(endpoints))
     }
 
     pub fn worker_address(&self, family: IpFamily) -> Option<IpAddr> {

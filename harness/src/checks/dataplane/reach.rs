@@ -1,14 +1,19 @@
-//! The one reach primitive: connect from a fixture pod to a target, retrying within the convergence
-//! window while kube-proxy and the CNI program the data plane, and record what answered.
+//! The one reach primitive: connect to a target again and again within the convergence window
+//! (kube-proxy and the CNI program the data plane a moment after the API objects exist), tally who
+//! answered and what failed, and judge the tally: every expected endpoint answered at least once
+//! (or, for affinity, one of them did) and nobody else did.
 
 use super::fixture::{Fixture, cluster_ip, service_ips};
-use super::verdict::{fail, pass};
+use super::verdict::fail;
 use crate::checks::Outcome;
 use crate::error::Result;
 use crate::mode::IpFamily;
 use crate::probe_pod::{self, ConnectResult};
 use crate::table::dataplane::Protocol;
 use k8s_openapi::api::core::v1::Service;
+use reports::Status;
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -18,8 +23,29 @@ pub const CONVERGENCE: Duration = Duration::from_secs(10);
 /// The port every fixture Service exposes.
 pub const SERVICE_PORT: u16 = 80;
 
+/// A backend that should answer: a probe pod, where it runs and its address of the family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub pod: String,
+    pub node: String,
+    pub address: std::net::IpAddr,
+    /// The hostname its probe reports: the pod's name, or the node's for a hostNetwork pod.
+    pub answers_as: String,
+}
+
+/// Which of the expected endpoints must answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answering {
+    /// Each one, at least once: a load-balanced path must reach all its backends.
+    Every,
+    /// At least one of them (affinity pins a client to one, by design).
+    Any,
+}
+
 /// What a target needed and did not have (a Service without a clusterIP of the family, a node
-/// without an address of it): reported as the failure instead of connecting.
+/// without an address of it, no endpoint of the family): reported as the failure instead of
+/// connecting.
+#[derive(Debug, Clone)]
 pub struct Missing {
     pub wanted: String,
     pub saw: String,
@@ -34,11 +60,141 @@ impl From<Missing> for Outcome {
 /// Where to connect, or what was missing to know it.
 pub type Destination = std::result::Result<SocketAddr, Missing>;
 
+/// Who should answer, or what was missing to know it (a backend without an address of the family).
+pub type Expected = std::result::Result<Vec<Endpoint>, Missing>;
+
+/// The first expected endpoint itself on `port` (pod-to-pod paths), or what was missing.
+pub fn direct(expected: &Expected, port: u16) -> Destination {
+    match expected {
+        Ok(endpoints) => endpoints
+            .first()
+            .map(|e| SocketAddr::new(e.address, port))
+            .ok_or_else(|| Missing { wanted: "an endpoint to connect to".into(), saw: "none".into() }),
+        Err(missing) => Err(missing.clone()),
+    }
+}
+
 /// `service`'s `family` clusterIP on the Service port, or the failure that it has none.
 pub fn via_cluster_ip(name: &str, service: &Service, family: IpFamily) -> Destination {
     cluster_ip(service, family)
         .map(|ip| SocketAddr::new(ip, SERVICE_PORT))
         .ok_or_else(|| Missing { wanted: format!("{name} has a {family} clusterIP"), saw: format!("clusterIPs {:?}", service_ips(service)) })
+}
+
+/// Everything the attempts of one reach saw.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tally {
+    attempts: usize,
+    /// Responder hostname -> (answers, the client addresses it saw).
+    answered: BTreeMap<String, (usize, Vec<String>)>,
+    /// Failed attempts, in order: what the client said.
+    failures: Vec<String>,
+}
+
+impl Tally {
+    pub fn record(&mut self, got: ConnectResult) {
+        self.attempts += 1;
+        match (got.ok, got.answer) {
+            (true, Some(answer)) => {
+                let entry = self.answered.entry(answer.hostname).or_default();
+                entry.0 += 1;
+                if !entry.1.contains(&answer.client) {
+                    entry.1.push(answer.client);
+                }
+            }
+            (_, _) => self.failures.push(got.error.unwrap_or_else(|| "no answer".into())),
+        }
+    }
+
+    /// Whether the tally already settles the verdict: every expected endpoint has answered (Every)
+    /// or one has (Any).
+    fn complete(&self, endpoints: &[Endpoint], answering: Answering) -> bool {
+        let answered = |e: &Endpoint| self.answered.contains_key(&e.answers_as);
+        match answering {
+            Answering::Every => endpoints.iter().all(answered),
+            Answering::Any => endpoints.iter().any(answered),
+        }
+    }
+
+    /// The verdict: the right endpoints answered and no other; says who answered, with which
+    /// source address, and what failed on the way (failures before a pass make it flaky).
+    pub fn judge(&self, description: &str, endpoints: &[Endpoint], answering: Answering, elapsed: Duration) -> Outcome {
+        let names: Vec<String> = endpoints.iter().map(|e| format!("{} on {} ({})", e.pod, e.node, e.address)).collect();
+        let expected = match answering {
+            Answering::Every => format!("{description} answered by each of {}", names.join(", ")),
+            Answering::Any => format!("{description} answered by one of {}", names.join(", ")),
+        };
+        if endpoints.is_empty() {
+            return fail(expected, "no endpoint of this family to expect an answer from");
+        }
+        let answered: Vec<String> = self
+            .answered
+            .iter()
+            .map(|(who, (count, clients))| format!("{who} x{count} (saw client {})", clients.join(", ")))
+            .collect();
+        let seen = format!(
+            "{} in {} attempts over {:.1}s{}",
+            if answered.is_empty() { "no answer".to_string() } else { format!("answered by {}", answered.join("; ")) },
+            self.attempts,
+            elapsed.as_secs_f64(),
+            if self.failures.is_empty() { String::new() } else { format!("; failed attempts: {}", summarize(&self.failures)) }
+        );
+        let strangers: Vec<&String> = self.answered.keys().filter(|who| !endpoints.iter().any(|e| &e.answers_as == *who)).collect();
+        let silent: Vec<&String> = endpoints.iter().filter(|e| !self.answered.contains_key(&e.answers_as)).map(|e| &e.pod).collect();
+        let mut problems = Vec::new();
+        if !strangers.is_empty() {
+            problems.push(format!("unexpected responder {}", strangers.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+        }
+        match answering {
+            Answering::Every if !silent.is_empty() => {
+                let dark: Vec<&String> = names.iter().zip(endpoints).filter(|(_, e)| silent.contains(&&e.pod)).map(|(n, _)| n).collect();
+                problems.push(format!("never answered: {}", dark.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+            }
+            Answering::Any if silent.len() == endpoints.len() => problems.push("no expected endpoint answered".into()),
+            _ => {}
+        }
+        if problems.is_empty() {
+            let mut outcome = Outcome { status: Status::Passed, expected, actual: seen, ..Outcome::error("") };
+            outcome.retried = self.failures.iter().map(|f| format!("connection attempt failed before the data plane converged: {f}")).collect();
+            outcome
+        } else {
+            let mut outcome = fail(expected, seen);
+            outcome.message = format!("{}; {}", problems.join("; "), outcome.actual);
+            outcome
+        }
+    }
+}
+
+/// Failures, each distinct one once with its count.
+fn summarize(failures: &[String]) -> String {
+    let mut counted: Vec<(&String, usize)> = Vec::new();
+    for f in failures {
+        match counted.iter_mut().find(|(seen, _)| *seen == f) {
+            Some((_, n)) => *n += 1,
+            None => counted.push((f, 1)),
+        }
+    }
+    counted.iter().map(|(f, n)| if *n > 1 { format!("{f} (x{n})") } else { f.to_string() }).collect::<Vec<_>>().join("; ")
+}
+
+/// Attempts `attempt` until the tally settles or CONVERGENCE passes; a failed attempt waits a
+/// moment before the next, an answered one does not.
+pub async fn converge<F, Fut>(endpoints: &[Endpoint], answering: Answering, mut attempt: F) -> Result<(Tally, Duration)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<ConnectResult>>,
+{
+    let started = Instant::now();
+    let mut tally = Tally::default();
+    while !tally.complete(endpoints, answering) && started.elapsed() < CONVERGENCE && !endpoints.is_empty() {
+        let got = attempt().await?;
+        let failed = !got.ok;
+        tally.record(got);
+        if failed {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    Ok((tally, started.elapsed()))
 }
 
 impl Fixture {
@@ -47,32 +203,76 @@ impl Fixture {
         probe_pod::connect(&self.pods, from, proto.name(), target, bytes).await
     }
 
-    /// Connects and judges: answered, and by one of `responders`. The data plane is programmed
-    /// asynchronously after the API objects exist, so a connection is retried for up to
-    /// CONVERGENCE; the check fails when no attempt in that window got the right answer.
-    pub async fn reach(&self, from: &str, proto: Protocol, target: Destination, bytes: usize, responders: &[String]) -> Result<Outcome> {
-        let target = match target {
-            Ok(target) => target,
-            Err(missing) => return Ok(missing.into()),
+    /// Connects from the fixture pod `from` until `endpoints` answered as `answering` asks.
+    pub async fn reach(&self, from: &str, proto: Protocol, target: Destination, bytes: usize, expected: Expected, answering: Answering) -> Result<Outcome> {
+        let (target, endpoints) = match (target, expected) {
+            (Ok(target), Ok(endpoints)) => (target, endpoints),
+            (Err(missing), _) | (_, Err(missing)) => return Ok(missing.into()),
         };
-        let expected = format!("{from} -> {target} over {} answered by one of {responders:?}", proto.name());
-        let deadline = Instant::now() + CONVERGENCE;
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let got = self.connect(from, proto, target, bytes).await?;
-            let failure = match (got.ok, got.answer) {
-                (true, Some(answer)) if responders.contains(&answer.hostname) => {
-                    let retried = if attempts > 1 { format!(" on attempt {attempts}") } else { String::new() };
-                    return Ok(pass(expected, format!("answered by {} (saw client {}){retried}", answer.hostname, answer.client)));
-                }
-                (true, Some(answer)) => format!("wrong responder {} (saw client {})", answer.hostname, answer.client),
-                (_, _) => format!("{from} -> {target}: {}", got.error.unwrap_or_else(|| "no answer".into())),
-            };
-            if Instant::now() >= deadline {
-                return Ok(fail(expected, format!("{failure} ({attempts} attempts over {}s)", CONVERGENCE.as_secs())));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        let (tally, elapsed) = converge(&endpoints, answering, || self.connect(from, proto, target, bytes)).await?;
+        Ok(tally.judge(&format!("{from} -> {target} over {}", proto.name()), &endpoints, answering, elapsed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe_pod::Answer;
+
+    fn endpoint(pod: &str) -> Endpoint {
+        Endpoint { pod: pod.into(), node: "worker".into(), address: format!("fd00::{}", pod.len()).parse().unwrap(), answers_as: pod.into() }
+    }
+
+    fn answer(who: &str) -> ConnectResult {
+        ConnectResult { ok: true, answer: Some(Answer { hostname: who.into(), client: "fd00::c".into(), bytes: 16 }), error: None }
+    }
+
+    fn refused() -> ConnectResult {
+        ConnectResult { ok: false, answer: None, error: Some("connection refused".into()) }
+    }
+
+    fn tally(results: Vec<ConnectResult>) -> Tally {
+        let mut t = Tally::default();
+        results.into_iter().for_each(|r| t.record(r));
+        t
+    }
+
+    #[test]
+    fn every_endpoint_must_answer_and_the_silent_one_is_named() {
+        let endpoints = [endpoint("server-0"), endpoint("server-1")];
+        let one = tally(vec![answer("server-0"), answer("server-0"), answer("server-0")]).judge("c -> s", &endpoints, Answering::Every, Duration::from_secs(10));
+        assert_eq!(one.status, Status::Failed);
+        assert!(one.message.starts_with("never answered: server-1 on worker (fd00::8)"), "{}", one.message);
+        let both = tally(vec![refused(), answer("server-1"), answer("server-0")]).judge("c -> s", &endpoints, Answering::Every, Duration::from_secs(1));
+        assert_eq!(both.status, Status::Passed, "{both:?}");
+        assert_eq!(both.actual, "answered by server-0 x1 (saw client fd00::c); server-1 x1 (saw client fd00::c) in 3 attempts over 1.0s; failed attempts: connection refused");
+        assert_eq!(both.retried.len(), 1, "a pass after a failed attempt is flaky");
+    }
+
+    #[test]
+    fn a_stranger_fails_even_when_everyone_answered() {
+        let endpoints = [endpoint("server-0")];
+        let got = tally(vec![answer("server-0"), answer("server-9")]).judge("c -> s", &endpoints, Answering::Any, Duration::from_secs(1));
+        assert_eq!(got.status, Status::Failed);
+        assert!(got.message.starts_with("unexpected responder server-9"), "{}", got.message);
+    }
+
+    #[test]
+    fn nothing_to_expect_is_a_failure_not_a_pass() {
+        let got = Tally::default().judge("c -> s", &[], Answering::Every, Duration::ZERO);
+        assert_eq!((got.status, got.actual.as_str()), (Status::Failed, "no endpoint of this family to expect an answer from"));
+    }
+
+    #[tokio::test]
+    async fn converge_stops_as_soon_as_the_tally_settles() {
+        let endpoints = [endpoint("server-0"), endpoint("server-1")];
+        let mut script = vec![answer("server-1"), answer("server-0"), answer("server-0")].into_iter();
+        let (tally, _) = converge(&endpoints, Answering::Every, || {
+            let next = script.next();
+            async move { Ok(next.unwrap_or_else(refused)) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(tally.attempts, 2);
     }
 }
