@@ -40,7 +40,8 @@ pub fn probe_image() -> String {
 }
 
 /// The machine-local cache of `dualstack prepare` (binaries, images, logs): `$DUALSTACK_CACHE`, else
-/// `/var/cache/dualstack` for root and `~/.cache/dualstack` for anyone else (the rule prepare.sh uses).
+/// `/var/cache/dualstack` for root and `~/.cache/dualstack` for anyone else. The only place the rule
+/// lives: `dualstack prepare` hands it to prepare.sh as `DUALSTACK_CACHE`.
 pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("DUALSTACK_CACHE") {
         return PathBuf::from(dir);
