@@ -73,8 +73,46 @@ fn kubectl() -> String {
     harness::machine::cache_dir().join("bin/kubectl").display().to_string()
 }
 
-/// Runs the data-plane suite; returns (exit code, failed action ids, errored, passed count).
-fn run_dataplane(cluster: &Cluster, hook: Option<&str>, reports: &Path) -> (Option<i32>, BTreeSet<String>, Vec<String>, usize, String) {
+/// The ids of the data-plane cases `dualstack list` plans to run on a dual cluster.
+fn planned_dataplane_cases() -> BTreeSet<String> {
+    let out = dualstack(&["list", "--mode", "dual", "--suite", "dataplane"], &[]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("run  dataplane/"))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Checks that may be skipped for reasons of the machine, never of the fault: SCTP where the kernel
+/// lacks it, an IPv6 nameserver where kube-dns has no IPv6 address.
+fn environment_skip(id: &str) -> bool {
+    id.starts_with("D13/") || id.starts_with("D22/")
+}
+
+/// Every planned case other than `failing` passed (or was skipped for the machine's reasons).
+fn assert_everything_else_passed(planned: &BTreeSet<String>, failing: &BTreeSet<String>, passed: &BTreeSet<String>, skipped: &BTreeSet<String>) -> Result<(), String> {
+    let others: BTreeSet<&String> = planned.iter().filter(|id| !failing.contains(*id)).collect();
+    let not_passed: Vec<&&String> = others.iter().filter(|id| !(passed.contains(**id) || skipped.contains(**id) && environment_skip(id))).collect();
+    if not_passed.is_empty() && passed.len() + skipped.len() + failing.len() == planned.len() {
+        Ok(())
+    } else {
+        Err(format!("of {} planned cases, {} passed, {} skipped, {} failing as declared; neither passed nor declared: {not_passed:?}", planned.len(), passed.len(), skipped.len(), failing.len()))
+    }
+}
+
+/// What one data-plane run reported: its exit code, case ids by outcome, and its output.
+struct DataplaneRun {
+    code: Option<i32>,
+    failed: BTreeSet<String>,
+    errored: Vec<String>,
+    passed: BTreeSet<String>,
+    skipped: BTreeSet<String>,
+    output: String,
+}
+
+/// Runs the data-plane suite against `cluster`, with the fault's hook.
+fn run_dataplane(cluster: &Cluster, hook: Option<&str>, reports: &Path) -> DataplaneRun {
     let dir = reports.to_string_lossy().into_owned();
     let mut args = vec!["run", "--mode", "dual", "--suite", "dataplane", "--kubeconfig", &cluster.kubeconfig, "--report-dir", &dir];
     if let Some(hook) = hook {
@@ -88,19 +126,23 @@ fn run_dataplane(cluster: &Cluster, hook: Option<&str>, reports: &Path) -> (Opti
         assert!(xml.contains("after the failures") && xml.contains("pod server-0 on"), "no diagnostics in the JUnit system-out");
     }
     let report = quick_junit::Report::deserialize_from_str(&xml).unwrap_or_else(|e| panic!("junit: {e}\n{}", text(&out)));
-    let (mut failed, mut errored, mut passed) = (BTreeSet::new(), Vec::new(), 0);
+    let (mut failed, mut errored, mut passed, mut skipped) = (BTreeSet::new(), Vec::new(), BTreeSet::new(), BTreeSet::new());
     for case in report.test_suites.iter().flat_map(|s| s.test_cases.iter()) {
         let id = case.name.as_str().split(' ').next().unwrap_or_default().to_string();
         match &case.status {
-            quick_junit::TestCaseStatus::Success { .. } => passed += 1,
+            quick_junit::TestCaseStatus::Success { .. } => {
+                passed.insert(id);
+            }
             quick_junit::TestCaseStatus::NonSuccess { kind: quick_junit::NonSuccessKind::Failure, .. } => {
                 failed.insert(id);
             }
             quick_junit::TestCaseStatus::NonSuccess { .. } => errored.push(id),
-            quick_junit::TestCaseStatus::Skipped { .. } => {}
+            quick_junit::TestCaseStatus::Skipped { .. } => {
+                skipped.insert(id);
+            }
         }
     }
-    (out.status.code(), failed, errored, passed, text(&out))
+    DataplaneRun { code: out.status.code(), failed, errored, passed, skipped, output: text(&out) }
 }
 
 #[test]
@@ -111,6 +153,10 @@ fn each_fault_fails_exactly_its_checks() {
         .unwrap_or_else(|e| panic!("faults.yaml: {e}"));
     assert!(faults.faults.len() >= 6);
     let only = std::env::var("DUALSTACK_FAULT").ok();
+    if let Some(name) = &only {
+        assert!(faults.faults.iter().any(|f| &f.name == name), "DUALSTACK_FAULT={name}: no such fault in faults.yaml");
+    }
+    let planned = planned_dataplane_cases();
     let mut matrix = Vec::new();
     let mut mismatches = Vec::new();
     for fault in faults.faults.iter().filter(|f| only.as_ref().is_none_or(|o| o == &f.name)) {
@@ -124,11 +170,16 @@ fn each_fault_fails_exactly_its_checks() {
             assert!(status.is_ok_and(|s| s.success()), "{}: injecting failed", fault.name);
         }
         let reports = std::env::temp_dir().join(format!("{name}-reports"));
-        let (code, failed, errored, passed, output) = run_dataplane(&cluster, fault.after_fixture.as_deref(), &reports);
+        let DataplaneRun { code, failed, errored, passed, skipped, output } = run_dataplane(&cluster, fault.after_fixture.as_deref(), &reports);
         let expected: BTreeSet<String> = fault.fails.iter().cloned().collect();
+        let unplanned: Vec<&String> = expected.difference(&planned).collect();
+        assert!(unplanned.is_empty(), "{}: declares failures of cases the plan does not have: {unplanned:?}", fault.name);
+        if let Err(e) = assert_everything_else_passed(&planned, &failed, &passed, &skipped) {
+            mismatches.push(format!("{}: {e}", fault.name));
+        }
         let missed: Vec<&String> = expected.difference(&failed).collect();
         let extra: Vec<&String> = failed.difference(&expected).collect();
-        eprintln!("{:<42} failed {:>2} (expected {:>2}), passed {passed}, errors {errored:?}", fault.name, failed.len(), expected.len());
+        eprintln!("{:<42} failed {:>2} (expected {:>2}), passed {}, errors {errored:?}", fault.name, failed.len(), expected.len(), passed.len());
         if !missed.is_empty() || !extra.is_empty() || !errored.is_empty() || code != Some(1) {
             mismatches.push(format!("{}: exit {code:?}; not failing: {missed:?}; failing unexpectedly: {extra:?}; errors: {errored:?}\n{output}", fault.name));
         }
@@ -147,10 +198,11 @@ fn healthy_cluster_passes_every_data_plane_check_repeatedly() {
     let cluster = Cluster::up(&format!("healthy-{:x}", std::process::id() & 0xffff));
     for i in 0..runs {
         let reports = std::env::temp_dir().join(format!("{}-reports-{i}", cluster.name));
-        let (code, failed, errored, passed, output) = run_dataplane(&cluster, None, &reports);
-        eprintln!("run {i}: passed {passed}, failed {failed:?}, errors {errored:?}");
+        let DataplaneRun { code, failed, errored, passed, skipped, output } = run_dataplane(&cluster, None, &reports);
+        eprintln!("run {i}: passed {}, skipped {skipped:?}, failed {failed:?}, errors {errored:?}", passed.len());
         assert_eq!(code, Some(0), "run {i}:\n{output}");
         assert!(failed.is_empty() && errored.is_empty());
+        assert_everything_else_passed(&planned_dataplane_cases(), &BTreeSet::new(), &passed, &skipped).unwrap_or_else(|e| panic!("run {i}: {e}"));
         let _ = std::fs::remove_dir_all(&reports);
     }
 }

@@ -75,7 +75,7 @@ impl Protocol {
 pub enum Aspect {
     /// The dual-stack `echo` Service's slices.
     Echo,
-    /// A single-family Service's slices.
+    /// A single-family Service (its slices, its DNS records).
     SingleFamily,
     /// The DNS record of the family: `a` for IPv4, `aaaa` for IPv6.
     Record,
@@ -186,7 +186,7 @@ impl DataplaneRow {
             | Check::ExternalNodePort => protocols().collect(),
             Check::Sctp => vec![action(None, Some(Variant::Protocol(Protocol::Sctp)))],
             Check::EndpointSlices => [Aspect::Echo, Aspect::SingleFamily].map(|a| action(None, Some(Variant::Aspect(a)))).to_vec(),
-            Check::DnsClusterIp | Check::DnsHeadless => vec![action(None, Some(Variant::Aspect(Aspect::Record)))],
+            Check::DnsClusterIp | Check::DnsHeadless => [Aspect::Record, Aspect::SingleFamily].map(|a| action(None, Some(Variant::Aspect(a)))).to_vec(),
             Check::NodePortEveryFamily => self
                 .protocols
                 .iter()
@@ -254,8 +254,8 @@ mod tests {
         &["control-plane-tcp-ipv6", "worker-tcp-ipv6", "worker2-tcp-ipv6", "control-plane-udp-ipv6", "worker-udp-ipv6", "worker2-udp-ipv6"])]
     #[case(Check::Sctp, &[Protocol::Tcp], IpFamily::IPv6, &["sctp-ipv6"])]
     #[case(Check::EndpointSlices, &[Protocol::Tcp], IpFamily::IPv4, &["echo-ipv4", "single-family-ipv4"])]
-    #[case(Check::DnsClusterIp, &[Protocol::Tcp], IpFamily::IPv4, &["a-ipv4"])]
-    #[case(Check::DnsHeadless, &[Protocol::Tcp], IpFamily::IPv6, &["aaaa-ipv6"])]
+    #[case(Check::DnsClusterIp, &[Protocol::Tcp], IpFamily::IPv4, &["a-ipv4", "single-family-ipv4"])]
+    #[case(Check::DnsHeadless, &[Protocol::Tcp], IpFamily::IPv6, &["aaaa-ipv6", "single-family-ipv6"])]
     #[case(Check::EndpointUpdate, &[Protocol::Tcp, Protocol::Udp], IpFamily::IPv6, &["slices-ipv6", "tcp-ipv6", "udp-ipv6"])]
     fn actions_are_named_by_node_variant_and_family(#[case] check: Check, #[case] protocols: &[Protocol], #[case] family: IpFamily, #[case] names: &[&str]) {
         let nodes: Vec<String> = ["control-plane", "worker", "worker2"].map(String::from).to_vec();

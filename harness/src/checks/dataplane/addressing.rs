@@ -2,7 +2,7 @@
 //! hostNetwork pods, the downward API and /etc/hosts, each judged for one family.
 
 use super::fixture::{Fixture, name_of};
-use super::verdict::{fail, ordered, verdict};
+use super::verdict::{fail, listed, ordered, verdict};
 use crate::checks::Outcome;
 use crate::error::Result;
 use crate::objects::{internal_ips, of_family, pod_ips};
@@ -25,7 +25,7 @@ pub async fn run(fixture: &Fixture, check: Check, action: &Action) -> Result<Out
             let cidrs = spec.pod_cidrs.unwrap_or_default();
             let v = ordered(mode, family, &format!("node {} podCIDRs", name_of(node)), &cidrs);
             if v.status == reports::Status::Passed && spec.pod_cidr.as_ref() != cidrs.first() {
-                fail("spec.podCIDR == spec.podCIDRs[0]", format!("podCIDR {:?}", spec.pod_cidr))
+                fail("spec.podCIDR == spec.podCIDRs[0]", format!("podCIDR {}, podCIDRs {}", spec.pod_cidr.as_deref().unwrap_or("unset"), listed(&cidrs)))
             } else {
                 v
             }
@@ -36,7 +36,7 @@ pub async fn run(fixture: &Fixture, check: Check, action: &Action) -> Result<Out
             let v = ordered(mode, family, "client podIPs", &ips);
             let primary = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
             if v.status == reports::Status::Passed && primary.as_ref() != ips.first() {
-                fail("status.podIP == status.podIPs[0]", format!("podIP {primary:?}, podIPs {ips:?}"))
+                fail("status.podIP == status.podIPs[0]", format!("podIP {}, podIPs {}", primary.as_deref().unwrap_or("unset"), listed(&ips)))
             } else {
                 v
             }
@@ -47,7 +47,7 @@ pub async fn run(fixture: &Fixture, check: Check, action: &Action) -> Result<Out
             let node_ips = internal_ips(&fixture.control_plane);
             let v = ordered(mode, family, "client hostIPs", &host_ips);
             if v.status == reports::Status::Passed && of_family(&host_ips, family) != of_family(&node_ips, family) {
-                fail(format!("hostIPs equal the node's InternalIPs {node_ips:?}"), format!("hostIPs {host_ips:?}"))
+                fail(format!("hostIPs equal the node's InternalIPs {}", listed(&node_ips)), format!("hostIPs {}", listed(&host_ips)))
             } else {
                 v
             }
@@ -56,30 +56,34 @@ pub async fn run(fixture: &Fixture, check: Check, action: &Action) -> Result<Out
             let ips = pod_ips(&fixture.pod("host-client").await?);
             let node_ips = internal_ips(&fixture.control_plane);
             let ok = of_family(&ips, family).is_some() && of_family(&ips, family) == of_family(&node_ips, family);
-            verdict(ok, format!("hostNetwork pod's {family} podIP is the node's {family} InternalIP ({node_ips:?})"), format!("podIPs {ips:?}"))
+            verdict(
+                ok,
+                format!("the hostNetwork pod's {family} podIP is its node's {family} InternalIP (node has {})", listed(&node_ips)),
+                format!("podIPs {}", listed(&ips)),
+            )
         }
         Check::DownwardApiPodIps => {
             let ips = pod_ips(&fixture.pod("client").await?);
             let env = fixture.exec("client", &["printenv", "POD_IPS"]).await?;
-            let seen: Vec<String> = env.trim().split(',').map(str::to_string).collect();
+            let seen: Vec<String> = env.trim().split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
             let ok = of_family(&seen, family).is_some() && seen == ips;
-            verdict(ok, format!("POD_IPS from status.podIPs is {}", ips.join(",")), format!("POD_IPS={}", env.trim()))
-        }
-        Check::EtcHosts => {
-            let pod = fixture.pod("client").await?;
-            let hosts = fixture.exec("client", &["cat", "/etc/hosts"]).await?;
-            let ip = of_family(&pod_ips(&pod), family);
-            let ok = ip.is_some_and(|ip| {
-                hosts.lines().any(|l| {
-                    let mut words = l.split_whitespace();
-                    words.next() == Some(ip.to_string().as_str()) && words.any(|w| w == "client")
-                })
-            });
             verdict(
                 ok,
-                format!("/etc/hosts maps the {family} pod IP {ip:?} to client"),
-                hosts.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join(" | "),
+                format!("POD_IPS (status.podIPs through the downward API) holds a {family} address and equals podIPs {}", listed(&ips)),
+                format!("POD_IPS={}", env.trim()),
             )
+        }
+        Check::EtcHosts => {
+            let ips = pod_ips(&fixture.pod("client").await?);
+            let Some(ip) = of_family(&ips, family) else {
+                return Ok(fail(format!("client has a {family} pod IP for /etc/hosts to map"), format!("podIPs {}", listed(&ips))));
+            };
+            let hosts = fixture.exec("client", &["cat", "/etc/hosts"]).await?;
+            let ok = hosts.lines().any(|l| {
+                let mut words = l.split_whitespace();
+                words.next() == Some(ip.to_string().as_str()) && words.any(|w| w == "client")
+            });
+            verdict(ok, format!("/etc/hosts maps the {family} pod IP {ip} to client"), hosts.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join(" | "))
         }
         other => return Err(crate::error::Error::Environment(format!("{other:?} is not an addressing check"))),
     })

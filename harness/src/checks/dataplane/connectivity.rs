@@ -5,7 +5,7 @@
 
 use super::fixture::{DELETED_UPDATE_POD, Fixture, REMAINING_UPDATE_POD, name_of, node_port};
 use super::reach::{Answering, Destination, Expected, Missing, direct, via_cluster_ip};
-use super::verdict::{fail, skip, verdict};
+use super::verdict::{fail, listed, skip, verdict};
 use crate::checks::Outcome;
 use crate::error::{Error, Result};
 use crate::objects::{internal_ips, of_family, pod_ips};
@@ -34,7 +34,7 @@ pub async fn run(fixture: &Fixture, check: Check, action: &Action) -> Result<Out
     let nodeport_on = |address: Option<std::net::IpAddr>, svc: &k8s_openapi::api::core::v1::Service, node: &str| -> Destination {
         match (address, node_port(svc, proto.service_protocol())) {
             (Some(ip), Some(port)) => Ok(SocketAddr::new(ip, port)),
-            (ip, port) => Err(Missing { wanted: format!("a {family} address on {node} and a nodePort"), saw: format!("address {ip:?}, nodePort {port:?}") }),
+            (ip, port) => Err(Missing { wanted: format!("a {family} address on {node} and a nodePort"), saw: format!("address {}, nodePort {}", ip.map_or("none".into(), |ip| ip.to_string()), port.map_or("none".into(), |p| p.to_string())) }),
         }
     };
     match check {
@@ -127,14 +127,14 @@ async fn endpoint_update(fixture: &Fixture, action: &Action) -> Result<Outcome> 
     let remaining: BTreeSet<String> = fixture.pod(REMAINING_UPDATE_POD).await.map(|p| pod_ips(&p))?.into_iter().filter(|ip| crate::mode::IpFamily::of_text(ip) == Some(family)).collect();
     match action.variant {
         Some(Variant::Aspect(Aspect::Slices)) => {
-            let expected = format!("after {DELETED_UPDATE_POD} is deleted the {family} slice of echo-update lists only {REMAINING_UPDATE_POD} {remaining:?}");
+            let expected = format!("after {DELETED_UPDATE_POD} is deleted the {family} slice of echo-update lists only {REMAINING_UPDATE_POD}: {}", listed(&remaining));
             let converged = poll("the slice to drop the deleted pod", Duration::from_secs(30), Duration::from_millis(300), || async {
                 let have = fixture.slice_addresses("echo-update", family).await?;
-                Ok(if have == remaining { Ok(have) } else { Err(format!("{have:?}")) })
+                Ok(if have == remaining { Ok(have) } else { Err(listed(&have)) })
             })
             .await;
             Ok(match converged {
-                Ok(have) => verdict(true, expected, format!("{have:?}")),
+                Ok(have) => verdict(true, expected, listed(&have)),
                 Err(Error::Timeout { last_seen, .. }) => fail(expected, format!("after 30s still {last_seen}")),
                 Err(e) => return Err(e),
             })

@@ -11,6 +11,7 @@ use crate::probe_pod::{self, PROBE_PORT};
 use crate::retry::Retries;
 use crate::wait::poll;
 use super::reach::{Endpoint, Expected, Missing};
+use super::verdict::listed;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, PostParams};
@@ -155,7 +156,10 @@ impl Fixture {
         ];
         for &family in self.mode.families() {
             let single = serde_json::json!({"ipFamilyPolicy": "SingleStack", "ipFamilies": [family.api_name()]});
-            services.push(service(&format!("echo-only-{}", family.slug()), serde_json::json!({"role": "server"}), single, PROBE_PORT));
+            services.push(service(&format!("echo-only-{}", family.slug()), serde_json::json!({"role": "server"}), single.clone(), PROBE_PORT));
+            let mut headless = single;
+            crate::table::services::merge(&mut headless, &serde_json::json!({"clusterIP": "None"}));
+            services.push(service(&format!("echo-headless-only-{}", family.slug()), serde_json::json!({"role": "server"}), headless, PROBE_PORT));
         }
         let api: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
         for svc in services {
@@ -172,7 +176,7 @@ impl Fixture {
                     let want: BTreeSet<String> = pods.iter().filter_map(|ips| of_family(ips, family)).map(|ip| ip.to_string()).collect();
                     let have = self.slice_addresses(service, family).await?;
                     if have != want {
-                        missing.push(format!("{family} slice of {service} lists {have:?}, pods have {want:?}"));
+                        missing.push(format!("the {family} slice of {service} lists {}, its pods have {}", listed(&have), listed(&want)));
                     }
                 }
             }
@@ -191,7 +195,7 @@ impl Fixture {
         if let Ok(pods) = self.pods.list(&ListParams::default()).await {
             for pod in pods.items {
                 let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
-                out.push_str(&format!("  pod {} on {node}: {}; podIPs {:?}\n", name_of(&pod), probe_pod::pod_state(&pod), pod_ips(&pod)));
+                out.push_str(&format!("  pod {} on {node}: {}; podIPs {}\n", name_of(&pod), probe_pod::pod_state(&pod), listed(pod_ips(&pod))));
             }
         }
         let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(self.client.clone(), &self.namespace);
@@ -230,11 +234,6 @@ impl Fixture {
     pub async fn ips_of(&self, role: &str) -> Result<Vec<Vec<String>>> {
         let list = self.pods.list(&ListParams::default().labels(&format!("role={role}"))).await?;
         Ok(list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(pod_ips).collect())
-    }
-
-    /// The `family` addresses of the live `role=server` pods.
-    pub async fn server_addresses(&self, family: IpFamily) -> Result<BTreeSet<String>> {
-        Ok(self.ips_of("server").await?.iter().filter_map(|ips| of_family(ips, family)).map(|ip| ip.to_string()).collect())
     }
 
     pub async fn service(&self, name: &str) -> Result<Service> {
@@ -299,7 +298,7 @@ impl Fixture {
             let node = spec.node_name.unwrap_or_default();
             let ips = pod_ips(pod);
             let Some(address) = of_family(&ips, family) else {
-                return Ok(Err(Missing { wanted: format!("every pod with {selector} has a {family} address"), saw: format!("{} on {node}: podIPs {ips:?}", name_of(pod)) }));
+                return Ok(Err(Missing { wanted: format!("every pod with {selector} has a {family} address"), saw: format!("{} on {node} has podIPs {}", name_of(pod), listed(&ips)) }));
             };
             let answers_as = if spec.host_network == Some(true) { node.clone() } else { name_of(pod) };
             endpoints.push(Endpoint { pod: name_of(pod), node, address, answers_as });

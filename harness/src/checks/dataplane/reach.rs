@@ -78,7 +78,7 @@ pub fn direct(expected: &Expected, port: u16) -> Destination {
 pub fn via_cluster_ip(name: &str, service: &Service, family: IpFamily) -> Destination {
     cluster_ip(service, family)
         .map(|ip| SocketAddr::new(ip, SERVICE_PORT))
-        .ok_or_else(|| Missing { wanted: format!("{name} has a {family} clusterIP"), saw: format!("clusterIPs {:?}", service_ips(service)) })
+        .ok_or_else(|| Missing { wanted: format!("{name} has a {family} clusterIP"), saw: format!("clusterIPs {}", super::verdict::listed(service_ips(service))) })
 }
 
 /// Everything the attempts of one reach saw.

@@ -26,12 +26,18 @@ pub fn verdict(ok: bool, expected: impl Into<String>, actual: impl Into<String>)
     if ok { pass(expected, actual) } else { fail(expected, actual) }
 }
 
+/// A set of addresses in words: `none`, or the addresses.
+pub fn listed<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    if items.is_empty() { "none".into() } else { items.join(", ") }
+}
+
 /// The verdict on one family of an ordered list of addresses or CIDRs: exactly one entry of that
 /// family, at the family's position in the mode. Each family's action judges its own family only.
 pub fn ordered(mode: Mode, family: IpFamily, subject: &str, values: &[String]) -> Outcome {
     let position = mode.families().iter().position(|f| *f == family).unwrap_or(0);
     let ok = crate::objects::family_at_its_position(values, mode, family);
-    verdict(ok, format!("{subject}: one {family} entry, at position {position}"), format!("{subject}: {values:?}"))
+    verdict(ok, format!("{subject}: one {family} entry, at position {position}"), format!("{subject}: {}", listed(values)))
 }
 
 #[cfg(test)]
