@@ -70,6 +70,19 @@ impl Protocol {
     }
 }
 
+/// Which client address the server must see on a connection: the rule of the Kubernetes network
+/// model for that path, stated per row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceRule {
+    /// The client pod's own address of the family: pods reach pods (and Services' pods) without NAT.
+    ClientPod,
+    /// One of the client node's InternalIPs of the family (a node or hostNetwork client).
+    ClientNode,
+    /// Any address: the path may SNAT (NodePorts with externalTrafficPolicy Cluster, hairpin).
+    Any,
+}
+
 /// What an action of a check with several non-protocol parts is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Aspect {
@@ -140,6 +153,9 @@ struct DataplaneRowFile {
     protocols: Vec<Protocol>,
     #[serde(default)]
     modes: Option<Spanned<Vec<String>>>,
+    /// The client address the server must see; required exactly for checks that connect.
+    #[serde(default)]
+    source: Option<SourceRule>,
     #[serde(default)]
     note: Option<String>,
 }
@@ -154,9 +170,32 @@ pub struct DataplaneRow {
     pub check: Check,
     pub protocols: Vec<Protocol>,
     pub modes: Vec<Mode>,
+    /// The client address the server must see (checks that connect; `Any` for the others).
+    pub source: SourceRule,
     pub note: Option<String>,
     /// Line and column of the row's id.
     pub position: (u64, u64),
+}
+
+impl Check {
+    /// Whether the check connects to something, so its row states the source address rule.
+    pub fn connects(self) -> bool {
+        matches!(
+            self,
+            Check::PodToPod
+                | Check::PodToClusterIp
+                | Check::Sctp
+                | Check::NodeToClusterIp
+                | Check::NodeToNodePort
+                | Check::Hairpin
+                | Check::EndpointUpdate
+                | Check::SessionAffinity
+                | Check::LargePayload
+                | Check::HostNetworkEndpoints
+                | Check::NodePortEveryFamily
+                | Check::ExternalNodePort
+        )
+    }
 }
 
 impl DataplaneRow {
@@ -212,6 +251,16 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<DataplaneRow>, LoadError
         }
         let modes = parse_modes(name, row.modes.as_ref())?;
         let protocols = if row.protocols.is_empty() { vec![Protocol::Tcp] } else { row.protocols.clone() };
+        let source = match (row.check.connects(), row.source) {
+            // The outside client is no pod or node of the cluster: only `any` can be judged.
+            (true, Some(rule)) if row.check == Check::ExternalNodePort && rule != SourceRule::Any => {
+                return Err(at("source", "external-node-port connects from outside the cluster; its source rule is any".into()));
+            }
+            (true, Some(rule)) => rule,
+            (true, None) => return Err(at("source", "a check that connects states the client address the server must see: client-pod, client-node or any".into())),
+            (false, Some(_)) => return Err(at("source", format!("{:?} does not connect; it takes no source rule", row.check))),
+            (false, None) => SourceRule::Any,
+        };
         rows.push(DataplaneRow {
             suite: file.suite.value.clone(),
             group: file.group.clone(),
@@ -220,6 +269,7 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<DataplaneRow>, LoadError
             check: row.check,
             protocols,
             modes,
+            source,
             note: row.note.clone(),
             position: (line, column),
         });
@@ -241,6 +291,7 @@ mod tests {
             check,
             protocols: protocols.to_vec(),
             modes: Mode::ALL.to_vec(),
+            source: SourceRule::Any,
             note: None,
             position: (1, 1),
         }
@@ -263,10 +314,18 @@ mod tests {
         assert_eq!(got, names);
     }
 
+    #[rstest]
+    #[case("check: pod-to-pod\n", "t.yaml:4:9: source: a check that connects states the client address the server must see: client-pod, client-node or any")]
+    #[case("check: pod-ips\n    source: any\n", "t.yaml:4:9: source: PodIps does not connect; it takes no source rule")]
+    fn the_source_rule_goes_with_checks_that_connect(#[case] row: &str, #[case] error: &str) {
+        let text = format!("suite: dataplane\ngroup: g\nscenarios:\n  - id: D1\n    title: t\n    {row}");
+        assert_eq!(parse_file("t.yaml", &text).err().map(|e| e.to_string()).as_deref(), Some(error));
+    }
+
     #[test]
     fn sctp_cannot_be_asked_for_in_a_table() {
-        let text = "suite: dataplane\ngroup: g\nscenarios:\n  - id: D1\n    title: t\n    check: pod-to-pod\n    protocols: [sctp]\n";
+        let text = "suite: dataplane\ngroup: g\nscenarios:\n  - id: D1\n    title: t\n    check: pod-to-pod\n    source: client-pod\n    protocols: [sctp]\n";
         let err = parse_file("t.yaml", text).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.starts_with("t.yaml:7:"), "{err}");
+        assert!(err.starts_with("t.yaml:8:"), "{err}");
     }
 }

@@ -4,13 +4,13 @@
 //! external client) and names its family, source and destination.
 
 use super::fixture::{DELETED_UPDATE_POD, Fixture, REMAINING_UPDATE_POD, name_of, node_port};
-use super::reach::{Answering, Destination, Expected, Missing, direct, via_cluster_ip};
+use super::reach::{Answers, Destination, Expected, Missing, direct, via_cluster_ip};
 use super::verdict::{fail, listed, skip, verdict};
 use crate::checks::Outcome;
 use crate::error::{Error, Result};
 use crate::objects::{internal_ips, of_family, pod_ips};
 use crate::probe_pod::{self, PROBE_PORT};
-use crate::table::dataplane::{Action, Aspect, Check, Protocol, Variant};
+use crate::table::dataplane::{Action, Aspect, Check, DataplaneRow, Protocol, SourceRule, Variant};
 use crate::wait::poll;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 /// Bytes a plain connection sends (and the server echoes in its answer).
 const SMALL: usize = 16;
 
-pub async fn run(fixture: &Fixture, check: Check, action: &Action) -> Result<Outcome> {
-    let family = action.family;
+pub async fn run(fixture: &Fixture, row: &DataplaneRow, action: &Action) -> Result<Outcome> {
+    let (check, rule, family) = (row.check, row.source, action.family);
     if check == Check::EndpointUpdate {
         return endpoint_update(fixture, action).await;
     }
@@ -40,7 +40,7 @@ pub async fn run(fixture: &Fixture, check: Check, action: &Action) -> Result<Out
     match check {
         Check::PodToPod => {
             let server_0 = server_0().await?;
-            fixture.reach("client", proto, direct(&server_0, PROBE_PORT), SMALL, server_0, Answering::Every).await
+            fixture.reach("client", proto, direct(&server_0, PROBE_PORT), SMALL, Answers::every(server_0, rule)).await
         }
         Check::Sctp => {
             let supported = probe_pod::exec(&fixture.pods, "client", &["sctp-supported".into()]).await?;
@@ -48,40 +48,40 @@ pub async fn run(fixture: &Fixture, check: Check, action: &Action) -> Result<Out
                 return Ok(skip(format!("the kernel cannot open SCTP sockets: {}", supported.trim())));
             }
             let server_0 = server_0().await?;
-            fixture.reach("client", proto, direct(&server_0, PROBE_PORT), SMALL, server_0, Answering::Every).await
+            fixture.reach("client", proto, direct(&server_0, PROBE_PORT), SMALL, Answers::every(server_0, rule)).await
         }
         Check::PodToClusterIp => {
-            fixture.reach("client", proto, via_cluster_ip("echo", &echo().await?, family), SMALL, servers().await?, Answering::Every).await
+            fixture.reach("client", proto, via_cluster_ip("echo", &echo().await?, family), SMALL, Answers::every(servers().await?, rule)).await
         }
         Check::NodeToClusterIp => {
-            fixture.reach("host-client", proto, via_cluster_ip("echo", &echo().await?, family), SMALL, servers().await?, Answering::Every).await
+            fixture.reach("host-client", proto, via_cluster_ip("echo", &echo().await?, family), SMALL, Answers::every(servers().await?, rule)).await
         }
         Check::NodeToNodePort => {
             let target = nodeport_on(fixture.worker_address(family), &echo().await?, &fixture.worker_name());
-            fixture.reach("host-client", proto, target, SMALL, servers().await?, Answering::Every).await
+            fixture.reach("host-client", proto, target, SMALL, Answers::every(servers().await?, rule)).await
         }
         Check::NodePortEveryFamily => {
             let label = action.node.as_deref().unwrap_or_default();
             let node = fixture.node(label).ok_or_else(|| Error::Environment(format!("no node labelled {label} in the cluster")))?;
             let target = nodeport_on(of_family(&internal_ips(node), family), &echo().await?, &name_of(node));
-            fixture.reach("client", proto, target, SMALL, servers().await?, Answering::Every).await
+            fixture.reach("client", proto, target, SMALL, Answers::every(servers().await?, rule)).await
         }
         Check::Hairpin => {
             let target = via_cluster_ip("echo-hairpin", &fixture.service("echo-hairpin").await?, family);
-            fixture.reach("server-0", proto, target, SMALL, server_0().await?, Answering::Every).await
+            fixture.reach("server-0", proto, target, SMALL, Answers::every(server_0().await?, rule)).await
         }
         Check::LargePayload => {
             // 1 MiB over TCP; over UDP a datagram larger than the 1500-byte MTU, so it is fragmented.
             let bytes = if proto == Protocol::Udp { 8000 } else { 1 << 20 };
-            fixture.reach("client", proto, via_cluster_ip("echo", &echo().await?, family), bytes, servers().await?, Answering::Every).await
+            fixture.reach("client", proto, via_cluster_ip("echo", &echo().await?, family), bytes, Answers::every(servers().await?, rule)).await
         }
         Check::HostNetworkEndpoints => {
             let target = via_cluster_ip("echo-host", &fixture.service("echo-host").await?, family);
-            fixture.reach("client", proto, target, SMALL, fixture.endpoints("role=host-server", family).await?, Answering::Every).await
+            fixture.reach("client", proto, target, SMALL, Answers::every(fixture.endpoints("role=host-server", family).await?, rule)).await
         }
         Check::SessionAffinity => {
             let target = via_cluster_ip("echo-affinity", &fixture.service("echo-affinity").await?, family);
-            session_affinity(fixture, proto, target, servers().await?).await
+            session_affinity(fixture, proto, target, servers().await?, rule).await
         }
         Check::ExternalNodePort => {
             let Some(network) = &fixture.docker_network else {
@@ -99,8 +99,8 @@ pub async fn run(fixture: &Fixture, check: Check, action: &Action) -> Result<Out
 const AFFINITY_REQUESTS: usize = 15;
 
 /// Reachable first (bounded convergence, any endpoint), then every request sticks to one endpoint.
-async fn session_affinity(fixture: &Fixture, proto: Protocol, target: Destination, servers: Expected) -> Result<Outcome> {
-    let reachable = fixture.reach("client", proto, target.clone(), SMALL, servers, Answering::Any).await?;
+async fn session_affinity(fixture: &Fixture, proto: Protocol, target: Destination, servers: Expected, rule: SourceRule) -> Result<Outcome> {
+    let reachable = fixture.reach("client", proto, target.clone(), SMALL, Answers::any(servers, rule)).await?;
     let (Ok(address), reports::Status::Passed) = (target, reachable.status) else { return Ok(reachable) };
     let (mut responders, mut errors) = (Vec::new(), Vec::new());
     for _ in 0..AFFINITY_REQUESTS {

@@ -1,7 +1,7 @@
 //! The client outside the cluster: a container on the KIND nodes' docker network, started through
 //! testcontainers from the probe image.
 
-use super::reach::{Answering, Destination, Expected, converge};
+use super::reach::{Answering, Destination, Expected, Sources, converge};
 use super::verdict::fail;
 use crate::checks::Outcome;
 use crate::error::Result;
@@ -56,5 +56,6 @@ pub async fn reach(network: &str, proto: Protocol, target: Destination, expected
     let converged = converge(&endpoints, Answering::Every, attempt).await;
     let _ = container.rm().await;
     let (tally, elapsed) = converged?;
-    Ok(tally.judge(&description, &endpoints, Answering::Every, elapsed))
+    // The loader allows only `source: any` here: the container is no pod or node of the cluster.
+    Ok(tally.judge(&description, &endpoints, Answering::Every, &Sources::any(), elapsed))
 }

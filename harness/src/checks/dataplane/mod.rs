@@ -75,7 +75,7 @@ impl CheckKind for DataplaneChecks {
             | Check::LargePayload
             | Check::HostNetworkEndpoints
             | Check::NodePortEveryFamily
-            | Check::ExternalNodePort => connectivity::run(fixture, row.check, action).await,
+            | Check::ExternalNodePort => connectivity::run(fixture, row, action).await,
         };
         let mut outcome = ran.unwrap_or_else(|e| Outcome::error(e.to_string()));
         outcome.diagnostics = fixture.describe();

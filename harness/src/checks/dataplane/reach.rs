@@ -9,12 +9,12 @@ use crate::checks::Outcome;
 use crate::error::Result;
 use crate::mode::IpFamily;
 use crate::probe_pod::{self, ConnectResult};
-use crate::table::dataplane::Protocol;
+use crate::table::dataplane::{Protocol, SourceRule};
 use k8s_openapi::api::core::v1::Service;
 use reports::Status;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// How long a connection check keeps trying while the data plane converges.
@@ -28,7 +28,7 @@ pub const SERVICE_PORT: u16 = 80;
 pub struct Endpoint {
     pub pod: String,
     pub node: String,
-    pub address: std::net::IpAddr,
+    pub address: IpAddr,
     /// The hostname its probe reports: the pod's name, or the node's for a hostNetwork pod.
     pub answers_as: String,
 }
@@ -40,6 +40,25 @@ pub enum Answering {
     Every,
     /// At least one of them (affinity pins a client to one, by design).
     Any,
+}
+
+/// What a reach asks of the answers: who must answer, and which client address they must see.
+pub struct Answers {
+    pub expected: Expected,
+    pub answering: Answering,
+    pub rule: SourceRule,
+}
+
+impl Answers {
+    /// Each of `expected` answers, seeing a client address `rule` allows.
+    pub fn every(expected: Expected, rule: SourceRule) -> Self {
+        Self { expected, answering: Answering::Every, rule }
+    }
+
+    /// One of `expected` answers (affinity), seeing a client address `rule` allows.
+    pub fn any(expected: Expected, rule: SourceRule) -> Self {
+        Self { expected, answering: Answering::Any, rule }
+    }
 }
 
 /// What a target needed and did not have (a Service without a clusterIP of the family, a node
@@ -81,6 +100,34 @@ pub fn via_cluster_ip(name: &str, service: &Service, family: IpFamily) -> Destin
         .ok_or_else(|| Missing { wanted: format!("{name} has a {family} clusterIP"), saw: format!("clusterIPs {}", super::verdict::listed(service_ips(service))) })
 }
 
+/// The client addresses the server may see, by the row's source rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sources {
+    pub rule: SourceRule,
+    /// The addresses the rule allows (unused for `Any`).
+    pub allowed: Vec<IpAddr>,
+}
+
+impl Sources {
+    pub fn any() -> Self {
+        Self { rule: SourceRule::Any, allowed: Vec::new() }
+    }
+
+    fn allows(&self, client: &str) -> bool {
+        let ip = client.parse::<SocketAddr>().map(|a| a.ip()).or_else(|_| client.parse::<IpAddr>());
+        self.rule == SourceRule::Any || ip.is_ok_and(|ip| self.allowed.contains(&ip))
+    }
+
+    fn describe(&self) -> String {
+        let allowed = super::verdict::listed(&self.allowed);
+        match self.rule {
+            SourceRule::Any => String::new(),
+            SourceRule::ClientPod => format!(", each seeing the client pod's own address ({allowed})"),
+            SourceRule::ClientNode => format!(", each seeing one of the client node's addresses ({allowed})"),
+        }
+    }
+}
+
 /// Everything the attempts of one reach saw.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Tally {
@@ -118,11 +165,11 @@ impl Tally {
 
     /// The verdict: the right endpoints answered and no other; says who answered, with which
     /// source address, and what failed on the way (failures before a pass make it flaky).
-    pub fn judge(&self, description: &str, endpoints: &[Endpoint], answering: Answering, elapsed: Duration) -> Outcome {
+    pub fn judge(&self, description: &str, endpoints: &[Endpoint], answering: Answering, sources: &Sources, elapsed: Duration) -> Outcome {
         let names: Vec<String> = endpoints.iter().map(|e| format!("{} on {} ({})", e.pod, e.node, e.address)).collect();
         let expected = match answering {
-            Answering::Every => format!("{description} answered by each of {}", names.join(", ")),
-            Answering::Any => format!("{description} answered by one of {}", names.join(", ")),
+            Answering::Every => format!("{description} answered by each of {}{}", names.join(", "), sources.describe()),
+            Answering::Any => format!("{description} answered by one of {}{}", names.join(", "), sources.describe()),
         };
         if endpoints.is_empty() {
             return fail(expected, "no endpoint of this family to expect an answer from");
@@ -142,6 +189,14 @@ impl Tally {
         let strangers: Vec<&String> = self.answered.keys().filter(|who| !endpoints.iter().any(|e| &e.answers_as == *who)).collect();
         let silent: Vec<&String> = endpoints.iter().filter(|e| !self.answered.contains_key(&e.answers_as)).map(|e| &e.pod).collect();
         let mut problems = Vec::new();
+        let translated: Vec<String> = self
+            .answered
+            .iter()
+            .flat_map(|(who, (_, clients))| clients.iter().filter(|c| !sources.allows(c)).map(move |c| format!("{who} saw client {c}")))
+            .collect();
+        if !translated.is_empty() {
+            problems.push(format!("source address translated: {}", translated.join(", ")));
+        }
         if !strangers.is_empty() {
             problems.push(format!("unexpected responder {}", strangers.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
         }
@@ -204,13 +259,30 @@ impl Fixture {
     }
 
     /// Connects from the fixture pod `from` until `endpoints` answered as `answering` asks.
-    pub async fn reach(&self, from: &str, proto: Protocol, target: Destination, bytes: usize, expected: Expected, answering: Answering) -> Result<Outcome> {
+    pub async fn reach(&self, from: &str, proto: Protocol, target: Destination, bytes: usize, answers: Answers) -> Result<Outcome> {
+        let Answers { expected, answering, rule } = answers;
         let (target, endpoints) = match (target, expected) {
             (Ok(target), Ok(endpoints)) => (target, endpoints),
             (Err(missing), _) | (_, Err(missing)) => return Ok(missing.into()),
         };
+        let sources = self.sources(from, IpFamily::of(&target.ip()), rule).await?;
         let (tally, elapsed) = converge(&endpoints, answering, || self.connect(from, proto, target, bytes)).await?;
-        Ok(tally.judge(&format!("{from} -> {target} over {}", proto.name()), &endpoints, answering, elapsed))
+        Ok(tally.judge(&format!("{from} -> {target} over {}", proto.name()), &endpoints, answering, &sources, elapsed))
+    }
+
+    /// The client addresses `rule` allows for connections of `family` from the fixture pod `from`.
+    async fn sources(&self, from: &str, family: IpFamily, rule: SourceRule) -> Result<Sources> {
+        let pod = self.pod(from).await?;
+        let allowed = match rule {
+            SourceRule::Any => Vec::new(),
+            SourceRule::ClientPod => crate::objects::pod_ips(&pod),
+            SourceRule::ClientNode => {
+                let node = pod.spec.and_then(|s| s.node_name).unwrap_or_default();
+                self.nodes.iter().find(|(_, n)| super::fixture::name_of(n) == node).map(|(_, n)| crate::objects::internal_ips(n)).unwrap_or_default()
+            }
+        };
+        let allowed = allowed.iter().filter_map(|a| a.parse::<IpAddr>().ok()).filter(|ip| IpFamily::of(ip) == family).collect();
+        Ok(Sources { rule, allowed })
     }
 }
 
@@ -240,10 +312,10 @@ mod tests {
     #[test]
     fn every_endpoint_must_answer_and_the_silent_one_is_named() {
         let endpoints = [endpoint("server-0"), endpoint("server-1")];
-        let one = tally(vec![answer("server-0"), answer("server-0"), answer("server-0")]).judge("c -> s", &endpoints, Answering::Every, Duration::from_secs(10));
+        let one = tally(vec![answer("server-0"), answer("server-0"), answer("server-0")]).judge("c -> s", &endpoints, Answering::Every, &Sources::any(), Duration::from_secs(10));
         assert_eq!(one.status, Status::Failed);
         assert!(one.message.starts_with("never answered: server-1 on worker (fd00::8)"), "{}", one.message);
-        let both = tally(vec![refused(), answer("server-1"), answer("server-0")]).judge("c -> s", &endpoints, Answering::Every, Duration::from_secs(1));
+        let both = tally(vec![refused(), answer("server-1"), answer("server-0")]).judge("c -> s", &endpoints, Answering::Every, &Sources::any(), Duration::from_secs(1));
         assert_eq!(both.status, Status::Passed, "{both:?}");
         assert_eq!(both.actual, "answered by server-0 x1 (saw client fd00::c); server-1 x1 (saw client fd00::c) in 3 attempts over 1.0s; failed attempts: connection refused");
         assert_eq!(both.retried.len(), 1, "a pass after a failed attempt is flaky");
@@ -252,14 +324,27 @@ mod tests {
     #[test]
     fn a_stranger_fails_even_when_everyone_answered() {
         let endpoints = [endpoint("server-0")];
-        let got = tally(vec![answer("server-0"), answer("server-9")]).judge("c -> s", &endpoints, Answering::Any, Duration::from_secs(1));
+        let got = tally(vec![answer("server-0"), answer("server-9")]).judge("c -> s", &endpoints, Answering::Any, &Sources::any(), Duration::from_secs(1));
         assert_eq!(got.status, Status::Failed);
         assert!(got.message.starts_with("unexpected responder server-9"), "{}", got.message);
     }
 
     #[test]
+    fn a_translated_source_address_fails_the_client_pod_rule() {
+        let endpoints = [endpoint("server-0")];
+        let pod = Sources { rule: SourceRule::ClientPod, allowed: vec!["fd00::c".parse().unwrap()] };
+        let natted = ConnectResult { ok: true, answer: Some(Answer { hostname: "server-0".into(), client: "[fd00::99]:40000".into(), bytes: 16 }), error: None };
+        let got = tally(vec![natted]).judge("c -> s", &endpoints, Answering::Every, &pod, Duration::from_secs(1));
+        assert_eq!(got.status, Status::Failed);
+        assert!(got.message.starts_with("source address translated: server-0 saw client [fd00::99]:40000"), "{}", got.message);
+        assert!(got.expected.ends_with("each seeing the client pod's own address (fd00::c)"), "{}", got.expected);
+        let direct = ConnectResult { ok: true, answer: Some(Answer { hostname: "server-0".into(), client: "[fd00::c]:40000".into(), bytes: 16 }), error: None };
+        assert_eq!(tally(vec![direct]).judge("c -> s", &endpoints, Answering::Every, &pod, Duration::from_secs(1)).status, Status::Passed);
+    }
+
+    #[test]
     fn nothing_to_expect_is_a_failure_not_a_pass() {
-        let got = Tally::default().judge("c -> s", &[], Answering::Every, Duration::ZERO);
+        let got = Tally::default().judge("c -> s", &[], Answering::Every, &Sources::any(), Duration::ZERO);
         assert_eq!((got.status, got.actual.as_str()), (Status::Failed, "no endpoint of this family to expect an answer from"));
     }
 
