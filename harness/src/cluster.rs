@@ -93,6 +93,11 @@ impl KindCluster {
             };
             return Err(cleanup_on_error(e).await);
         }
+        if spec.mode.is_dual()
+            && let Err(e) = serve_dns_on_both_families(&client, spec.mode).await
+        {
+            return Err(cleanup_on_error(e).await);
+        }
         // The offline node image carries the probe; any other (kindest/node on a machine with a
         // registry) gets it loaded, since the probe is built here and never pulled.
         if node_image != machine::offline_node_image()
@@ -103,6 +108,23 @@ impl KindCluster {
         let ready = started.elapsed() - create;
         Ok((Self { files, spec, node_image, client }, UpTimings { create, ready }))
     }
+}
+
+/// Gives the kube-dns Service the secondary family's address the kubelets name in clusterDNS
+/// (`kind::cluster_dns`): kubeadm creates it single-stack.
+async fn serve_dns_on_both_families(client: &Client, mode: crate::mode::Mode) -> Result<()> {
+    let ips: Vec<String> = kind::cluster_dns(mode).iter().map(ToString::to_string).collect();
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), "kube-system");
+    let patch = serde_json::json!({"spec": {"ipFamilyPolicy": "PreferDualStack", "clusterIPs": ips}});
+    poll("the kube-dns Service to take both cluster DNS addresses", Duration::from_secs(60), POLL_INTERVAL, || async {
+        match services.patch("kube-dns", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await {
+            Ok(_) => Ok(Ok(())),
+            // kubeadm creates the Service a moment after the API server answers.
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(Err("kube-dns does not exist yet".to_string())),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
 }
 
 /// Deletes a cluster created by `dualstack cluster up` (or left by an interrupted run) by name.

@@ -61,7 +61,7 @@ struct KindConfig {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     containerd_config_patches: Vec<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    kubeadm_config_patches: Vec<&'static str>,
+    kubeadm_config_patches: Vec<String>,
     nodes: Vec<KindNode>,
 }
 
@@ -85,7 +85,34 @@ struct KindNode {
 
 const RESTRICT_OOM_SCORE_ADJ: &str =
     "[plugins.\"io.containerd.grpc.v1.cri\"]\n  restrict_oom_score_adj = true\n";
-const KUBELET_ALLOW_CGROUP_V1: &str = "kind: KubeletConfiguration\nfailCgroupV1: false\n";
+
+/// The cluster DNS addresses of a `mode` cluster, primary first: kubeadm's choice (the tenth
+/// address of the primary service subnet) and, on dual-stack clusters, the tenth address of the
+/// secondary one, so that pods get a nameserver of each family.
+pub fn cluster_dns(mode: Mode) -> Vec<std::net::IpAddr> {
+    mode.families()
+        .iter()
+        .filter_map(|&f| service_subnet(f).parse::<ipnet::IpNet>().ok())
+        .map(|net| match net.network() {
+            std::net::IpAddr::V4(a) => std::net::IpAddr::V4((u32::from(a) + 10).into()),
+            std::net::IpAddr::V6(a) => std::net::IpAddr::V6((u128::from(a) + 10).into()),
+        })
+        .collect()
+}
+
+/// The kubelets' configuration patch: cgroup v1 allowed where the host has it (kubelets 1.35+
+/// refuse it otherwise), and both cluster DNS addresses on dual-stack clusters.
+fn kubelet_patch(mode: Mode, host: HostNeeds) -> Option<String> {
+    let mut lines = Vec::new();
+    if host.cgroup_v1 {
+        lines.push("failCgroupV1: false".to_string());
+    }
+    if mode.is_dual() {
+        let dns: Vec<String> = cluster_dns(mode).iter().map(|ip| format!("\"{ip}\"")).collect();
+        lines.push(format!("clusterDNS: [{}]", dns.join(", ")));
+    }
+    (!lines.is_empty()).then(|| format!("kind: KubeletConfiguration\n{}\n", lines.join("\n")))
+}
 
 /// The KIND cluster config for `spec` on a host with `host` needs, as YAML.
 pub fn kind_config(spec: &ClusterSpec, host: HostNeeds) -> String {
@@ -106,7 +133,7 @@ pub fn kind_config(spec: &ClusterSpec, host: HostNeeds) -> String {
             disable_default_cni: !spec.default_cni,
         },
         containerd_config_patches: if host.restrict_oom_score_adj { vec![RESTRICT_OOM_SCORE_ADJ] } else { vec![] },
-        kubeadm_config_patches: if host.cgroup_v1 { vec![KUBELET_ALLOW_CGROUP_V1] } else { vec![] },
+        kubeadm_config_patches: kubelet_patch(spec.mode, host).into_iter().collect(),
         nodes: std::iter::once(KindNode { role: "control-plane" })
             .chain((0..spec.workers).map(|_| KindNode { role: "worker" }))
             .collect(),

@@ -241,19 +241,26 @@ fn answer_tcp(stream: TcpStream) -> std::io::Result<()> {
         let body = serde_json::to_string(&Answer { hostname: hostname(), client, bytes: 0 })?;
         write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
     } else {
-        let bytes = first.trim_end_matches('\n').len();
-        let body = serde_json::to_string(&Answer { hostname: hostname(), client, bytes })?;
-        writeln!(stream, "{body}")
+        // The receipt first (so a client can tell which direction lost data), then the payload
+        // echoed back.
+        let payload = first.trim_end_matches('\n');
+        let body = serde_json::to_string(&Answer { hostname: hostname(), client, bytes: payload.len() })?;
+        writeln!(stream, "{body}")?;
+        stream.write_all(payload.as_bytes())?;
+        stream.write_all(b"\n")
     }
 }
 
 fn serve_udp(socket: UdpSocket) {
     let mut buf = vec![0u8; 65536];
     while let Ok((n, from)) = socket.recv_from(&mut buf) {
+        // Two datagrams: the receipt, small enough for any path, then the payload echoed back, so a
+        // client tells a lost request from a lost reply.
         let answer = Answer { hostname: hostname(), client: from.to_string(), bytes: n };
         if let Ok(body) = serde_json::to_vec(&answer) {
             let _ = socket.send_to(&body, from);
         }
+        let _ = socket.send_to(buf.get(..n).unwrap_or_default(), from);
     }
 }
 
@@ -280,20 +287,35 @@ fn connect_tcp(target: SocketAddr, timeout: Duration, bytes: usize) -> Result<An
     exchange(stream, timeout, bytes)
 }
 
-/// Sends `bytes` bytes and a newline, reads the one-line JSON answer.
+/// Sends `bytes` bytes and a newline, reads the one-line JSON receipt, then the payload echoed back,
+/// which must be what was sent.
 fn exchange(mut stream: TcpStream, timeout: Duration, bytes: usize) -> Result<Answer, String> {
     stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    let mut request = payload(bytes);
+    let sent = payload(bytes);
+    let mut request = sent.clone();
     request.push(b'\n');
     stream.write_all(&request).map_err(|e| io_error("send", e))?;
+    let mut reader = BufReader::new(stream);
     let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).map_err(|e| io_error("receive", e))?;
+    reader.read_line(&mut line).map_err(|e| io_error("receive (no receipt: the request did not arrive whole)", e))?;
     let answer: Answer = serde_json::from_str(line.trim()).map_err(|e| format!("unexpected answer {line:?}: {e}"))?;
     if answer.bytes != bytes {
-        return Err(format!("server received {} of {bytes} bytes", answer.bytes));
+        return Err(format!("request direction: the server received {} of {bytes} bytes", answer.bytes));
+    }
+    let mut echoed = Vec::with_capacity(bytes + 1);
+    let read = reader.read_until(b'\n', &mut echoed);
+    let returned = echoed.strip_suffix(b"\n").unwrap_or(&echoed);
+    if returned != sent.as_slice() {
+        let why = read.err().map(|e| io_error("receive", e)).unwrap_or_else(|| "connection closed".into());
+        return Err(format!("reply direction: {} of {bytes} bytes came back intact ({why})", common_prefix(returned, &sent)));
     }
     Ok(answer)
+}
+
+/// How many leading bytes two buffers share.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 fn connect_http(target: SocketAddr, timeout: Duration) -> Result<Answer, String> {
@@ -317,7 +339,8 @@ fn connect_udp(target: SocketAddr, timeout: Duration, bytes: usize) -> Result<An
     let local: SocketAddr = if target.is_ipv6() { (Ipv6Addr::UNSPECIFIED, 0).into() } else { (Ipv4Addr::UNSPECIFIED, 0).into() };
     let socket = UdpSocket::bind(local).map_err(|e| io_error("bind", e))?;
     socket.connect(target).map_err(|e| io_error("connect", e))?;
-    // UDP may lose a datagram: three tries inside the one timeout budget.
+    // UDP may lose a datagram: three tries inside the one timeout budget, each waiting for the
+    // receipt and the echoed payload (in either order).
     let per_try = timeout / 3;
     socket.set_read_timeout(Some(per_try)).map_err(|e| e.to_string())?;
     let request = payload(bytes);
@@ -325,16 +348,32 @@ fn connect_udp(target: SocketAddr, timeout: Duration, bytes: usize) -> Result<An
     let mut last = String::from("no answer");
     for _ in 0..3 {
         socket.send(&request).map_err(|e| io_error("send", e))?;
-        match socket.recv(&mut buf) {
-            Ok(n) => {
-                let answer: Answer = serde_json::from_slice(buf.get(..n).unwrap_or_default())
-                    .map_err(|e| format!("unexpected answer: {e}"))?;
-                if answer.bytes != bytes {
-                    return Err(format!("server received {} of {bytes} bytes", answer.bytes));
+        let (mut receipt, mut echoed): (Option<Answer>, bool) = (None, false);
+        let deadline = Instant::now() + per_try;
+        while Instant::now() < deadline {
+            let n = match socket.recv(&mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    last = format!("no receipt, so the request (or every reply) was lost: {}", io_error("receive", e));
+                    break;
                 }
+            };
+            let datagram = buf.get(..n).unwrap_or_default();
+            if datagram.first() == Some(&b'{') {
+                let answer: Answer = serde_json::from_slice(datagram).map_err(|e| format!("unexpected answer: {e}"))?;
+                if answer.bytes != bytes {
+                    return Err(format!("request direction: the server received {} of {bytes} bytes", answer.bytes));
+                }
+                receipt = Some(answer);
+            } else {
+                echoed = datagram == request.as_slice();
+            }
+            if echoed && let Some(answer) = receipt.take() {
                 return Ok(answer);
             }
-            Err(e) => last = io_error("receive", e),
+        }
+        if receipt.is_some() {
+            last = format!("reply direction: the server received all {bytes} bytes, the {bytes}-byte echo never came back");
         }
     }
     Err(last)

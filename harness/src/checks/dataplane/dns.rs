@@ -44,12 +44,13 @@ fn describe(got: &ResolveResult) -> String {
     text
 }
 
-/// Asks the client pod's nameserver for `name`'s `family` records until the answer is `want` (an
-/// empty `want` asks for a successful answer with no address), or the window passes.
-async fn lookup(fixture: &Fixture, name: &str, family: IpFamily, want: &BTreeSet<IpAddr>) -> Result<(bool, ResolveResult)> {
+/// Asks `server` (the client pod's own nameserver when `None`) for `name`'s `family` records until
+/// the answer is `want` (an empty `want` asks for a successful answer with no address), or the
+/// window passes.
+async fn lookup(fixture: &Fixture, server: Option<IpAddr>, name: &str, family: IpFamily, want: &BTreeSet<IpAddr>) -> Result<(bool, ResolveResult)> {
     let started = Instant::now();
     loop {
-        let got = probe_pod::resolve(&fixture.pods, "client", name, qtype(family), None).await?;
+        let got = probe_pod::resolve(&fixture.pods, "client", name, qtype(family), server).await?;
         let have: BTreeSet<IpAddr> = got.addresses.iter().copied().collect();
         let matches = got.rcode == Some(0) && &have == want;
         if matches || started.elapsed() >= CONVERGENCE {
@@ -59,17 +60,19 @@ async fn lookup(fixture: &Fixture, name: &str, family: IpFamily, want: &BTreeSet
     }
 }
 
-/// `service` resolves to exactly `want` for `family` (and, for a single-family Service, to no
-/// address of the other family).
+/// `service` resolves to exactly `want` for `family`, asked over `family`'s transport (kube-dns's
+/// address of the family, where it has one), and, for a single-family Service, to no address of
+/// the other family.
 async fn resolves(fixture: &Fixture, service: &str, family: IpFamily, want: BTreeSet<IpAddr>, single_family: bool) -> Result<Outcome> {
     let name = format!("{service}.{}.svc.cluster.local", fixture.namespace);
-    let (ok, got) = lookup(fixture, &name, family, &want).await?;
+    let server = of_family(&service_ips(&fixture.kube_dns().await?), family);
+    let (ok, got) = lookup(fixture, server, &name, family, &want).await?;
     let expected = format!("{} {name} = {}", qtype(family), listed(&want));
     if !ok || !single_family {
         return Ok(verdict(ok, expected, describe(&got)));
     }
     let none = BTreeSet::new();
-    let (empty, other_got) = lookup(fixture, &name, other(family), &none).await?;
+    let (empty, other_got) = lookup(fixture, server, &name, other(family), &none).await?;
     Ok(verdict(
         empty,
         format!("{expected}, and no {} record (a {family}-only Service)", qtype(other(family))),
@@ -98,18 +101,22 @@ pub async fn run(fixture: &Fixture, check: Check, action: &Action) -> Result<Out
             resolves(fixture, &service, family, servers.iter().map(|e| e.address).collect(), single_family).await
         }
         Check::ResolvConf => {
+            // The kubelet writes the nameservers from its clusterDNS; kube-dns stands in where the
+            // kubelets' configuration cannot be read, and the case says so.
+            let (dns, source) = match fixture.kubelet_cluster_dns().await? {
+                Ok(dns) => (dns, "the kubelets' clusterDNS".to_string()),
+                Err(why) => (service_ips(&fixture.kube_dns().await?), format!("kube-dns's clusterIPs ({why})")),
+            };
+            let Some(want) = of_family(&dns, family) else {
+                return Ok(skip(format!("{source} has no {family} address ({}), so pods get no {family} nameserver", listed(&dns))));
+            };
             let conf = fixture.exec("client", &["cat", "/etc/resolv.conf"]).await?;
-            let dns_ips = service_ips(&fixture.kube_dns().await?);
             let nameservers: Vec<String> = conf.lines().filter_map(|l| l.strip_prefix("nameserver")).map(|s| s.trim().to_string()).collect();
             let searches = format!("{}.svc.cluster.local", fixture.namespace);
-            // A nameserver of this family is expected where kube-dns has an address of it.
-            let Some(want) = of_family(&dns_ips, family) else {
-                return Ok(skip(format!("kube-dns has no {family} address (it has {}), so pods get no {family} nameserver", listed(&dns_ips))));
-            };
             let ok = conf.contains(&searches) && of_family(&nameservers, family) == Some(want);
             Ok(verdict(
                 ok,
-                format!("nameserver {want} (kube-dns) and search {searches}"),
+                format!("nameserver {want} (from {source}) and search {searches}"),
                 conf.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join(" | "),
             ))
         }

@@ -244,6 +244,25 @@ impl Fixture {
         Ok(Api::<Service>::namespaced(self.client.clone(), "kube-system").get("kube-dns").await?)
     }
 
+    /// The kubelets' clusterDNS (kubeadm's kube-system/kubelet-config), primary first; `Err` says
+    /// why it cannot be read (not a kubeadm cluster, or no permission).
+    pub async fn kubelet_cluster_dns(&self) -> Result<std::result::Result<Vec<String>, String>> {
+        let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(self.client.clone(), "kube-system");
+        let config = match api.get("kubelet-config").await {
+            Ok(config) => config,
+            Err(kube::Error::Api(status)) if status.code == 403 || status.code == 404 => {
+                return Ok(Err(format!("kube-system/kubelet-config cannot be read: {}", status.message)));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let text = config.data.and_then(|d| d.get("kubelet").cloned()).unwrap_or_default();
+        let parsed: serde_json::Value = serde_saphyr::from_str(&text).unwrap_or_default();
+        Ok(match parsed.get("clusterDNS").and_then(|v| v.as_array()) {
+            Some(list) => Ok(list.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()),
+            None => Err("kube-system/kubelet-config names no clusterDNS".into()),
+        })
+    }
+
     pub async fn legacy_endpoints(&self, service: &str) -> Result<k8s_openapi::api::core::v1::Endpoints> {
         Ok(Api::namespaced(self.client.clone(), &self.namespace).get(service).await?)
     }
