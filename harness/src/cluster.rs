@@ -127,6 +127,23 @@ async fn serve_dns_on_both_families(client: &Client, mode: crate::mode::Mode) ->
     .await
 }
 
+/// Waits until the kube-dns Service has a ready endpoint of every family it has an address of:
+/// cluster DNS answers before any check asks it (a cluster brought by the user may still be settling).
+pub async fn wait_cluster_dns(client: &Client, timeout: Duration) -> Result<()> {
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), "kube-system");
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> = Api::namespaced(client.clone(), "kube-system");
+    poll("cluster DNS (kube-system/kube-dns) to have a ready endpoint of each of its families", timeout, POLL_INTERVAL, || async {
+        let families = services.get("kube-dns").await?.spec.and_then(|s| s.ip_families).unwrap_or_default();
+        let list = slices.list(&ListParams::default().labels("kubernetes.io/service-name=kube-dns")).await?;
+        let ready = |family: &String| {
+            list.items.iter().filter(|s| &s.address_type == family).flat_map(|s| s.endpoints.iter().flatten()).any(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        };
+        let waiting: Vec<&String> = families.iter().filter(|f| !ready(f)).collect();
+        Ok(if waiting.is_empty() { Ok(()) } else { Err(format!("no ready {} endpoint", waiting.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(" or "))) })
+    })
+    .await
+}
+
 /// Deletes a cluster created by `dualstack cluster up` (or left by an interrupted run) by name.
 pub async fn destroy(files: &ClusterFiles) -> Result<()> {
     machine::require_docker().await?;

@@ -291,6 +291,7 @@ async fn run_on(
         });
     }
     println!("[{mode}] cluster detected: {} service ranges {:?}, Kubernetes {}", facts.mode, facts.service_cidrs, facts.server_version);
+    cluster::wait_cluster_dns(client, Duration::from_secs(60)).await?;
     let collected = crate::probe_pod::collect_expired_namespaces(client).await?;
     if !collected.is_empty() {
         println!("[{mode}] collected {} namespaces left by crashed runs: {}", collected.len(), collected.join(", "));
