@@ -85,9 +85,9 @@ fn planned_dataplane_cases() -> BTreeSet<String> {
 }
 
 /// Checks that may be skipped for reasons of the machine, never of the fault: SCTP where the kernel
-/// lacks it, an IPv6 nameserver where kube-dns has no IPv6 address.
+/// lacks it.
 fn environment_skip(id: &str) -> bool {
-    id.starts_with("D13/") || id.starts_with("D22/")
+    id.starts_with("D13/")
 }
 
 /// Every planned case other than `failing` passed (or was skipped for the machine's reasons).
