@@ -27,6 +27,12 @@ pub async fn run(fixture: &Fixture, check: Check, action: &Action) -> Result<Out
             format!("ports with nodePorts {}, ipFamilies {}, clusterIPs {}", listed(node_ports), listed(families), listed(service_ips(&svc))),
         ));
     }
+    // Legacy Endpoints carry the primary family only: of the secondary they must hold nothing,
+    // whatever the servers have.
+    if check == Check::LegacyEndpoints && family != fixture.mode.primary() {
+        let addresses = legacy_addresses(fixture, family).await?;
+        return Ok(verdict(addresses.is_empty(), format!("legacy Endpoints of echo hold no {family} (secondary) address"), format!("they hold {}", listed(&addresses))));
+    }
     // The servers' addresses of the family: what every list below must hold exactly.
     let servers: BTreeSet<String> = match fixture.endpoints("role=server", family).await? {
         Ok(servers) => servers.iter().map(|e| e.address.to_string()).collect(),
@@ -50,25 +56,26 @@ pub async fn run(fixture: &Fixture, check: Check, action: &Action) -> Result<Out
             )
         }
         (Check::LegacyEndpoints, _) => {
-            let endpoints = fixture.legacy_endpoints("echo").await?;
-            let addresses: BTreeSet<String> = endpoints
-                .subsets
-                .unwrap_or_default()
-                .iter()
-                .flat_map(|s| s.addresses.clone().unwrap_or_default())
-                .map(|a| a.ip)
-                .filter(|a| IpFamily::of_text(a) == Some(family))
-                .collect();
-            if family == fixture.mode.primary() {
-                verdict(
-                    addresses == servers,
-                    format!("legacy Endpoints of echo hold the servers' {family} (primary) addresses {}", listed(&servers)),
-                    format!("they hold {}", listed(&addresses)),
-                )
-            } else {
-                verdict(addresses.is_empty(), format!("legacy Endpoints of echo hold no {family} (secondary) address"), format!("they hold {}", listed(&addresses)))
-            }
+            let addresses = legacy_addresses(fixture, family).await?;
+            verdict(
+                addresses == servers,
+                format!("legacy Endpoints of echo hold the servers' {family} (primary) addresses {}", listed(&servers)),
+                format!("they hold {}", listed(&addresses)),
+            )
         }
         (other, variant) => return Err(Error::Environment(format!("{other:?} {variant:?} is not an endpoints check"))),
     })
+}
+
+/// The `family` addresses the legacy Endpoints object of `echo` holds.
+async fn legacy_addresses(fixture: &Fixture, family: IpFamily) -> Result<BTreeSet<String>> {
+    let endpoints = fixture.legacy_endpoints("echo").await?;
+    Ok(endpoints
+        .subsets
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|s| s.addresses.clone().unwrap_or_default())
+        .map(|a| a.ip)
+        .filter(|a| IpFamily::of_text(a) == Some(family))
+        .collect())
 }
