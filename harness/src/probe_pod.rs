@@ -191,6 +191,13 @@ pub async fn connect(pods: &Api<Pod>, pod: &str, proto: &str, target: std::net::
     parse(&exec(pods, pod, &args).await?, pod)
 }
 
+/// `probe connect PROTO ADDR:PORT --bytes N --count COUNT` from inside `pod`: up to `count`
+/// connections in one run (it stops after the first failure), each from a new source port.
+pub async fn connect_batch(pods: &Api<Pod>, pod: &str, proto: &str, target: std::net::SocketAddr, bytes: usize, count: usize) -> Result<Vec<ConnectResult>> {
+    let args = ["connect", proto, &target.to_string(), "--timeout-ms", "3000", "--bytes", &bytes.to_string(), "--count", &count.to_string()].map(str::to_string);
+    parse(&exec(pods, pod, &args).await?, pod)
+}
+
 /// `probe resolve NAME TYPE [--server IP]` from inside `pod`; without a server, the pod's resolv.conf.
 pub async fn resolve(pods: &Api<Pod>, pod: &str, name: &str, qtype: &str, server: Option<std::net::IpAddr>) -> Result<ResolveResult> {
     let mut args = vec!["resolve".to_string(), name.into(), qtype.into()];

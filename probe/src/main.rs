@@ -91,21 +91,49 @@ fn run(args: &[String]) -> Result<i32, String> {
                 .parse()
                 .map_err(|e| format!("bad ADDR:PORT: {e}"))?;
             let bytes = usize::try_from(flag("--bytes")?.unwrap_or(16)).map_err(|_| "--bytes too large")?;
-            let started = Instant::now();
-            let outcome = match proto.as_str() {
-                "tcp" => connect_tcp(target, timeout, bytes),
-                "http" => connect_http(target, timeout),
-                "udp" => connect_udp(target, timeout, bytes),
-                "sctp" => connect_sctp(target, timeout, bytes),
-                other => return Err(format!("unknown protocol {other}")),
+            if !["tcp", "http", "udp", "sctp"].contains(&proto.as_str()) {
+                return Err(format!("unknown protocol {proto}"));
+            }
+            let attempt = || {
+                let started = Instant::now();
+                let outcome = match proto.as_str() {
+                    "tcp" => connect_tcp(target, timeout, bytes),
+                    "http" => connect_http(target, timeout),
+                    "udp" => connect_udp(target, timeout, bytes),
+                    _ => connect_sctp(target, timeout, bytes),
+                };
+                let ok = outcome.is_ok();
+                let (answer, error) = match outcome {
+                    Ok(a) => (Some(a), None),
+                    Err(e) => (None, Some(e)),
+                };
+                ConnectResult { ok, elapsed_ms: started.elapsed().as_millis(), answer, error }
             };
-            let ok = outcome.is_ok();
-            let (answer, error) = match outcome {
-                Ok(a) => (Some(a), None),
-                Err(e) => (None, Some(e)),
-            };
-            print_json(&ConnectResult { ok, elapsed_ms: started.elapsed().as_millis(), answer, error });
-            Ok(if ok { 0 } else { 1 })
+            // --count N: N connections (each from a new source port, so a Service balances them
+            // anew) in one run, printed as a JSON array; it stops after the first failure, so a
+            // dark target costs one timeout, not N.
+            match flag("--count")? {
+                None => {
+                    let result = attempt();
+                    let ok = result.ok;
+                    print_json(&result);
+                    Ok(if ok { 0 } else { 1 })
+                }
+                Some(count) => {
+                    let mut results = Vec::new();
+                    for _ in 0..count.max(1) {
+                        let result = attempt();
+                        let failed = !result.ok;
+                        results.push(result);
+                        if failed {
+                            break;
+                        }
+                    }
+                    let ok = results.iter().all(|r| r.ok);
+                    print_json(&results);
+                    Ok(if ok { 0 } else { 1 })
+                }
+            }
         }
         "resolve" => {
             let name = rest.first().ok_or("resolve needs a name")?;

@@ -103,8 +103,7 @@ async fn session_affinity(fixture: &Fixture, proto: Protocol, target: Destinatio
     let reachable = fixture.reach("client", proto, target.clone(), SMALL, Answers::any(servers, rule)).await?;
     let (Ok(address), reports::Status::Passed) = (target, reachable.status) else { return Ok(reachable) };
     let (mut responders, mut errors) = (Vec::new(), Vec::new());
-    for _ in 0..AFFINITY_REQUESTS {
-        let got = fixture.connect("client", proto, address, SMALL).await?;
+    for got in fixture.connect_batch("client", proto, address, SMALL, AFFINITY_REQUESTS).await? {
         match got.answer {
             Some(a) => responders.push(a.hostname),
             None => errors.push(got.error.unwrap_or_default()),
@@ -119,6 +118,10 @@ async fn session_affinity(fixture: &Fixture, proto: Protocol, target: Destinatio
         format!("answered by {}{}", if seen.is_empty() { "nobody".to_string() } else { seen.join(", ") }, if errors.is_empty() { String::new() } else { format!("; failed: {}", errors.join("; ")) }),
     ))
 }
+
+/// Consecutive answers from the remaining pod that show kube-proxy converged: with a stale rule still
+/// sending half the connections to the deleted pod, a chance streak this long has odds of 1 in 4096.
+const STREAK: usize = 12;
 
 /// After an endpoint pod is deleted, its addresses leave the slices and only the other pod answers.
 async fn endpoint_update(fixture: &Fixture, action: &Action) -> Result<Outcome> {
@@ -145,29 +148,29 @@ async fn endpoint_update(fixture: &Fixture, action: &Action) -> Result<Outcome> 
                 Ok(target) => target,
                 Err(missing) => return Ok(missing.into()),
             };
-            // kube-proxy converges a moment after the slice changes: within the bound, 12
-            // consecutive answers must come from the remaining pod. With a stale rule still sending
-            // half the connections to the deleted pod, a chance streak of 12 has odds of 1 in 4096.
+            // kube-proxy converges a moment after the slice changes: within the bound, STREAK
+            // consecutive answers must come from the remaining pod.
             let (mut streak, mut seen) = (0, Vec::new());
             let converge_by = Instant::now() + Duration::from_secs(20);
-            while streak < 12 && Instant::now() < converge_by {
-                let got = fixture.connect("client", proto, target, SMALL).await?;
-                match got.answer {
-                    Some(a) if a.hostname == REMAINING_UPDATE_POD => streak += 1,
-                    Some(a) => {
-                        streak = 0;
-                        seen.push(format!("answered by {}", a.hostname));
-                    }
-                    None => {
-                        streak = 0;
-                        seen.push(got.error.unwrap_or_default());
+            while streak < STREAK && Instant::now() < converge_by {
+                for got in fixture.connect_batch("client", proto, target, SMALL, STREAK).await? {
+                    match got.answer {
+                        Some(a) if a.hostname == REMAINING_UPDATE_POD => streak += 1,
+                        Some(a) => {
+                            streak = 0;
+                            seen.push(format!("answered by {}", a.hostname));
+                        }
+                        None => {
+                            streak = 0;
+                            seen.push(got.error.unwrap_or_default());
+                        }
                     }
                 }
             }
             seen.truncate(5);
             Ok(verdict(
-                streak >= 12,
-                format!("within 20s, 12 consecutive requests to {target} over {} answered by {REMAINING_UPDATE_POD}", proto.name()),
+                streak >= STREAK,
+                format!("within 20s, {STREAK} consecutive requests to {target} over {} answered by {REMAINING_UPDATE_POD}", proto.name()),
                 format!(
                     "{streak} consecutive answers by {REMAINING_UPDATE_POD}; before that: {}",
                     if seen.is_empty() { "nothing else".to_string() } else { seen.join("; ") }

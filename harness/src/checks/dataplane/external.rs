@@ -44,16 +44,17 @@ pub async fn reach(network: &str, proto: Protocol, target: Destination, expected
         Ok(c) => c,
         Err(e) => return Ok(fail(description, format!("starting the client container: {e}"))),
     };
-    let attempt = || async {
-        let command = ExecCommand::new(["/usr/local/bin/probe", "connect", proto.name(), &target.to_string(), "--timeout-ms", "3000"]);
+    let batch = || async {
+        let count = super::reach::BATCH.to_string();
+        let command = ExecCommand::new(["/usr/local/bin/probe", "connect", proto.name(), &target.to_string(), "--timeout-ms", "3000", "--count", &count]);
+        let failed = |error: String| vec![ConnectResult { ok: false, answer: None, error: Some(error) }];
         let output = match container.exec(command).await {
             Ok(mut result) => result.stdout_to_vec().await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default(),
-            Err(e) => return Ok(ConnectResult { ok: false, answer: None, error: Some(format!("running the client: {e}")) }),
+            Err(e) => return Ok(failed(format!("running the client: {e}"))),
         };
-        Ok(serde_json::from_str::<ConnectResult>(output.trim())
-            .unwrap_or_else(|e| ConnectResult { ok: false, answer: None, error: Some(format!("client printed {output:?}: {e}")) }))
+        Ok(serde_json::from_str::<Vec<ConnectResult>>(output.trim()).unwrap_or_else(|e| failed(format!("client printed {output:?}: {e}"))))
     };
-    let converged = converge(&endpoints, Answering::Every, attempt).await;
+    let converged = converge(&endpoints, Answering::Every, batch).await;
     let _ = container.rm().await;
     let (tally, elapsed) = converged?;
     // The loader allows only `source: any` here: the container is no pod or node of the cluster.
