@@ -177,24 +177,45 @@ pub struct DataplaneRow {
     pub position: (u64, u64),
 }
 
+/// The kinds of data-plane check, one code module each under `checks/dataplane/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckGroup {
+    Addressing,
+    Endpoints,
+    Connectivity,
+    Dns,
+}
+
 impl Check {
+    pub fn group(self) -> CheckGroup {
+        match self {
+            Check::NodeInternalIps
+            | Check::NodePodCidrs
+            | Check::PodIps
+            | Check::HostIps
+            | Check::HostNetworkPodIps
+            | Check::DownwardApiPodIps
+            | Check::EtcHosts => CheckGroup::Addressing,
+            Check::ServicePorts | Check::EndpointSlices | Check::LegacyEndpoints => CheckGroup::Endpoints,
+            Check::DnsClusterIp | Check::DnsHeadless | Check::ResolvConf => CheckGroup::Dns,
+            Check::PodToPod
+            | Check::PodToClusterIp
+            | Check::Sctp
+            | Check::NodeToClusterIp
+            | Check::NodeToNodePort
+            | Check::Hairpin
+            | Check::EndpointUpdate
+            | Check::SessionAffinity
+            | Check::LargePayload
+            | Check::HostNetworkEndpoints
+            | Check::NodePortEveryFamily
+            | Check::ExternalNodePort => CheckGroup::Connectivity,
+        }
+    }
+
     /// Whether the check connects to something, so its row states the source address rule.
     pub fn connects(self) -> bool {
-        matches!(
-            self,
-            Check::PodToPod
-                | Check::PodToClusterIp
-                | Check::Sctp
-                | Check::NodeToClusterIp
-                | Check::NodeToNodePort
-                | Check::Hairpin
-                | Check::EndpointUpdate
-                | Check::SessionAffinity
-                | Check::LargePayload
-                | Check::HostNetworkEndpoints
-                | Check::NodePortEveryFamily
-                | Check::ExternalNodePort
-        )
+        self.group() == CheckGroup::Connectivity
     }
 }
 

@@ -15,7 +15,7 @@ mod verdict;
 use super::{CheckKind, Outcome, Target};
 use crate::error::{Error, Result};
 use crate::plan::{PlannedCase, Work};
-use crate::table::dataplane::Check;
+use crate::table::dataplane::CheckGroup;
 use fixture::Fixture;
 use std::time::Duration;
 
@@ -54,28 +54,11 @@ impl CheckKind for DataplaneChecks {
     async fn run(&self, fixture: &Fixture, target: &Target<'_>, case: &PlannedCase) -> Outcome {
         let Work::Dataplane { row, action } = &case.work else { return Outcome::error(format!("{} is not a data-plane action", case.id)) };
         let Some(row) = target.tables.dataplane.get(*row) else { return Outcome::error(format!("no data-plane row {row}")) };
-        let ran = match row.check {
-            Check::NodeInternalIps
-            | Check::NodePodCidrs
-            | Check::PodIps
-            | Check::HostIps
-            | Check::HostNetworkPodIps
-            | Check::DownwardApiPodIps
-            | Check::EtcHosts => addressing::run(fixture, row.check, action).await,
-            Check::ServicePorts | Check::EndpointSlices | Check::LegacyEndpoints => endpoints::run(fixture, row.check, action).await,
-            Check::DnsClusterIp | Check::DnsHeadless | Check::ResolvConf => dns::run(fixture, row.check, action).await,
-            Check::PodToPod
-            | Check::PodToClusterIp
-            | Check::Sctp
-            | Check::NodeToClusterIp
-            | Check::NodeToNodePort
-            | Check::Hairpin
-            | Check::EndpointUpdate
-            | Check::SessionAffinity
-            | Check::LargePayload
-            | Check::HostNetworkEndpoints
-            | Check::NodePortEveryFamily
-            | Check::ExternalNodePort => connectivity::run(fixture, row, action).await,
+        let ran = match row.check.group() {
+            CheckGroup::Addressing => addressing::run(fixture, row.check, action).await,
+            CheckGroup::Endpoints => endpoints::run(fixture, row.check, action).await,
+            CheckGroup::Dns => dns::run(fixture, row.check, action).await,
+            CheckGroup::Connectivity => connectivity::run(fixture, row, action).await,
         };
         let mut outcome = ran.unwrap_or_else(|e| Outcome::error(e.to_string()));
         outcome.diagnostics = fixture.describe();
