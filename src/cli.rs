@@ -194,7 +194,7 @@ pub struct UpArgs {
     #[arg(long)]
     pub no_default_cni: bool,
     /// Worker nodes besides the control-plane.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 2)]
     pub workers: u8,
     /// Seconds to wait for nodes Ready and CoreDNS available.
     #[arg(long, default_value_t = 180)]

@@ -259,7 +259,9 @@ fn end_to_end(mode: Mode, judge_as: Mode, min_executed: usize) {
         // The readiness verification: addressing, DNS and cross-node traffic per family.
         let check = dualstack(&["cluster", "check", "--mode", mode.name(), "--name", &name]);
         assert_eq!(check.status.code(), Some(0), "cluster check failed:\n{}", stdout(&check));
-        let checks = 8 * mode.families().len();
+        // Per family: InternalIP and podCIDR of each of the three nodes, then a Service, pod IPs, DNS
+        // and pod-to-pod.
+        let checks = (2 * 3 + 4) * mode.families().len();
         assert!(stdout(&check).contains(&format!("{checks} checks, {checks} passed, 0 failed")), "{}", stdout(&check));
 
         // Every applicable Service scenario passes.

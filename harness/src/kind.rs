@@ -29,7 +29,9 @@ fn service_subnet(family: IpFamily) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSpec {
     pub mode: Mode,
-    /// Workers besides the single control-plane (HA would need a load-balancer image).
+    /// Workers besides the single control-plane (HA would need a load-balancer image). Two by
+    /// default: the data-plane fixture spreads its servers over both, so a fault on one node's path
+    /// fails that path only.
     pub workers: u8,
     /// false: no CNI is installed, so a vendor installs its own before nodes become Ready.
     pub default_cni: bool,
@@ -37,7 +39,7 @@ pub struct ClusterSpec {
 
 impl ClusterSpec {
     pub fn new(mode: Mode) -> Self {
-        Self { mode, workers: 1, default_cni: true }
+        Self { mode, workers: 2, default_cni: true }
     }
 
     pub fn node_count(&self) -> usize {

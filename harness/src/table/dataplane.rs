@@ -32,6 +32,12 @@ pub enum Check {
     SessionAffinity,
     LargePayload,
     HostNetworkEndpoints,
+    /// A node client to a hostNetwork endpoint through its Service's ClusterIP.
+    HostNetworkEndpointsFromNode,
+    /// A node client to a hostNetwork endpoint through its Service's NodePort on the endpoint's node.
+    HostNetworkEndpointsViaNodePort,
+    /// An endpoint to its own Service through the NodePort on its own node.
+    HairpinNodePort,
     DnsClusterIp,
     DnsHeadless,
     ResolvConf,
@@ -208,6 +214,9 @@ impl Check {
             | Check::SessionAffinity
             | Check::LargePayload
             | Check::HostNetworkEndpoints
+            | Check::HostNetworkEndpointsFromNode
+            | Check::HostNetworkEndpointsViaNodePort
+            | Check::HairpinNodePort
             | Check::NodePortEveryFamily
             | Check::ExternalNodePort => CheckGroup::Connectivity,
         }
@@ -243,6 +252,9 @@ impl DataplaneRow {
             | Check::SessionAffinity
             | Check::LargePayload
             | Check::HostNetworkEndpoints
+            | Check::HostNetworkEndpointsFromNode
+            | Check::HostNetworkEndpointsViaNodePort
+            | Check::HairpinNodePort
             | Check::ExternalNodePort => protocols().collect(),
             Check::Sctp => vec![action(None, Some(Variant::Protocol(Protocol::Sctp)))],
             Check::EndpointSlices => [Aspect::Echo, Aspect::SingleFamily].map(|a| action(None, Some(Variant::Aspect(a)))).to_vec(),

@@ -3,8 +3,8 @@
 //! updates and a client outside the cluster. Every connection goes through `Fixture::reach` (or the
 //! external client) and names its family, source and destination.
 
-use super::fixture::{DELETED_UPDATE_POD, Fixture, REMAINING_UPDATE_POD, name_of, node_port};
-use super::reach::{Answers, Destination, Expected, Missing, direct, via_cluster_ip};
+use super::fixture::{DELETED_UPDATE_POD, Fixture, REMAINING_UPDATE_POD, SECOND_CLIENT, name_of, node_port};
+use super::reach::{Answers, Destination, Endpoint, Expected, Missing, SMALL_PAYLOAD, direct, via_cluster_ip};
 use super::verdict::{fail, listed, skip, verdict};
 use crate::checks::Outcome;
 use crate::error::{Error, Result};
@@ -16,8 +16,8 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// Bytes a plain connection sends (and the server echoes in its answer).
-const SMALL: usize = 16;
+/// Bytes a plain connection sends (and gets back).
+const SMALL: usize = SMALL_PAYLOAD;
 
 pub async fn run(fixture: &Fixture, row: &DataplaneRow, action: &Action) -> Result<Outcome> {
     let (check, rule, family) = (row.check, row.source, action.family);
@@ -38,10 +38,7 @@ pub async fn run(fixture: &Fixture, row: &DataplaneRow, action: &Action) -> Resu
         }
     };
     match check {
-        Check::PodToPod => {
-            let server_0 = server_0().await?;
-            fixture.reach("client", proto, direct(&server_0, PROBE_PORT), SMALL, Answers::every(server_0, rule)).await
-        }
+        Check::PodToPod => pod_to_pod(fixture, proto, family, rule).await,
         Check::Sctp => {
             let supported = probe_pod::exec(&fixture.pods, "client", &["sctp-supported".into()]).await?;
             if supported.contains("\"ok\":false") {
@@ -79,9 +76,22 @@ pub async fn run(fixture: &Fixture, row: &DataplaneRow, action: &Action) -> Resu
             let target = via_cluster_ip("echo-host", &fixture.service("echo-host").await?, family);
             fixture.reach("client", proto, target, SMALL, Answers::every(fixture.endpoints("role=host-server", family).await?, rule)).await
         }
+        Check::HostNetworkEndpointsFromNode => {
+            let target = via_cluster_ip("echo-host", &fixture.service("echo-host").await?, family);
+            fixture.reach("host-client", proto, target, SMALL, Answers::every(fixture.endpoints("role=host-server", family).await?, rule)).await
+        }
+        Check::HostNetworkEndpointsViaNodePort => {
+            let target = nodeport_on(fixture.worker_address(family), &fixture.service("echo-host").await?, &fixture.worker_name());
+            fixture.reach("host-client", proto, target, SMALL, Answers::every(fixture.endpoints("role=host-server", family).await?, rule)).await
+        }
+        Check::HairpinNodePort => {
+            // server-0 runs on the first worker: the NodePort of its own node.
+            let target = nodeport_on(fixture.worker_address(family), &fixture.service("echo-hairpin").await?, &fixture.worker_name());
+            fixture.reach("server-0", proto, target, SMALL, Answers::every(server_0().await?, rule)).await
+        }
         Check::SessionAffinity => {
             let target = via_cluster_ip("echo-affinity", &fixture.service("echo-affinity").await?, family);
-            session_affinity(fixture, proto, target, servers().await?, rule).await
+            session_affinity(fixture, proto, target, fixture.endpoints("affinity=yes", family).await?, rule).await
         }
         Check::ExternalNodePort => {
             let Some(network) = &fixture.docker_network else {
@@ -92,6 +102,36 @@ pub async fn run(fixture: &Fixture, row: &DataplaneRow, action: &Action) -> Resu
         }
         other => Err(Error::Environment(format!("{other:?} is not a connectivity check"))),
     }
+}
+
+/// Every client against every server, directly, each pair continuously reachable: the network
+/// model's pod-to-pod promise, pair by pair, so a broken path is named by its two ends.
+async fn pod_to_pod(fixture: &Fixture, proto: Protocol, family: crate::mode::IpFamily, rule: SourceRule) -> Result<Outcome> {
+    let servers = match fixture.endpoints("role=server", family).await? {
+        Ok(servers) => servers,
+        Err(missing) => return Ok(missing.into()),
+    };
+    let pairs: Vec<(&str, &Endpoint)> = ["client", SECOND_CLIENT].iter().flat_map(|&c| servers.iter().map(move |s| (c, s))).collect();
+    // The pairs at once: each is a few probe runs, and on a loaded machine a run is slow.
+    let outcomes = futures::future::join_all(pairs.iter().map(|&(client, server)| fixture.reach_continuously(client, proto, server, PROBE_PORT, rule))).await;
+    let (mut seen, mut broken, mut retried) = (Vec::new(), Vec::new(), Vec::new());
+    for (&(client, server), outcome) in pairs.iter().zip(outcomes) {
+        let outcome = outcome?;
+        let pair = format!("{client} -> {} on {}", server.pod, server.node);
+        if outcome.status == reports::Status::Passed {
+            retried.extend(outcome.retried);
+        } else {
+            broken.push(format!("{pair}: {}", outcome.message));
+        }
+        seen.push(format!("{pair}: {}", outcome.actual));
+    }
+    let expected = format!("client and {SECOND_CLIENT} each reach {} over {} directly and continuously", listed(servers.iter().map(|s| format!("{} on {}", s.pod, s.node))), proto.name());
+    let mut outcome = verdict(broken.is_empty(), expected, seen.join(" | "));
+    if !broken.is_empty() {
+        outcome.message = broken.join(" | ");
+    }
+    outcome.retried = retried;
+    Ok(outcome)
 }
 
 /// Requests with ClientIP affinity that must all reach one endpoint: with two endpoints and no

@@ -1,7 +1,8 @@
 //! The data-plane fixture: one labelled namespace per mode with the probe pods and Services every
-//! action talks to, and the queries the actions make of it. Clients run on the control-plane node
-//! and servers on a worker, so all pod traffic crosses nodes and a fault on one path fails the same
-//! actions every time.
+//! action talks to, and the queries the actions make of it. The main client runs on the
+//! control-plane node; the servers of each Service are spread over the workers (server-0 on the
+//! first, server-1 on the second), and a second client runs on the last worker, so pod traffic
+//! crosses nodes and a fault on one node's path fails the endpoints behind it, every time.
 
 use crate::error::{Error, Result};
 use crate::mode::{IpFamily, Mode};
@@ -30,6 +31,9 @@ const HOST_PORT_RANGE: std::ops::Range<u16> = 20000..29998;
 pub const DELETED_UPDATE_POD: &str = "update-1";
 pub const REMAINING_UPDATE_POD: &str = "update-0";
 
+/// The client on a worker (the main one, `client`, is on the control-plane node).
+pub const SECOND_CLIENT: &str = "client-b";
+
 /// Everything the actions talk to, created once per mode in one labelled namespace.
 pub struct Fixture {
     client: Client,
@@ -37,7 +41,10 @@ pub struct Fixture {
     pub mode: Mode,
     pub pods: Api<Pod>,
     pub control_plane: Node,
+    /// The first worker: server-0, the hostNetwork server and the NodePort targets are there.
     pub worker: Node,
+    /// The worker of the second server of each Service (the first one on a one-worker cluster).
+    second_worker: Node,
     /// The nodes as the API lists them, with their stable labels (`control-plane`, `worker`).
     pub nodes: Vec<(String, Node)>,
     /// Name of the docker network the KIND nodes are on, when they are KIND nodes on this host.
@@ -77,10 +84,11 @@ impl Fixture {
         let started = Instant::now();
         let nodes = labelled(Api::<Node>::all(client.clone()).list(&ListParams::default()).await?.items);
         let control_plane = nodes.iter().map(|(_, n)| n).find(|n| is_control_plane(n)).or(nodes.first().map(|(_, n)| n)).cloned();
-        let worker = nodes.iter().map(|(_, n)| n).find(|n| !is_control_plane(n)).cloned();
-        let (Some(control_plane), Some(worker)) = (control_plane, worker) else {
+        let workers: Vec<&Node> = nodes.iter().map(|(_, n)| n).filter(|n| !is_control_plane(n)).collect();
+        let (Some(control_plane), Some(&worker)) = (control_plane, workers.first()) else {
             return Err(Error::Environment("the data-plane suite needs two nodes: a control-plane and a worker".into()));
         };
+        let (worker, second_worker) = (worker.clone(), workers.get(1).map_or_else(|| worker.clone(), |&w| w.clone()));
         let namespace = probe_pod::create_namespace(client, "dualstack-dataplane", &Retries::default()).await?;
         let fixture = Self {
             client: client.clone(),
@@ -90,6 +98,7 @@ impl Fixture {
             docker_network: super::external::docker_network_of(&name_of(&control_plane)).await,
             control_plane,
             worker,
+            second_worker,
             nodes,
             host_port: HOST_PORT_RANGE.start + rand::random::<u16>() % (HOST_PORT_RANGE.end - HOST_PORT_RANGE.start),
             started,
@@ -114,7 +123,7 @@ impl Fixture {
     }
 
     async fn populate(&self, timeout: Duration) -> Result<()> {
-        let (cp, worker) = (name_of(&self.control_plane), name_of(&self.worker));
+        let (cp, worker, second) = (name_of(&self.control_plane), name_of(&self.worker), name_of(&self.second_worker));
         let mut client_pod = probe_pod::probe_pod("client", &cp, &[("role", "client")], false);
         if let Some(container) = client_pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
             container.env = Some(json(serde_json::json!([
@@ -123,10 +132,11 @@ impl Fixture {
         }
         let pods = [
             client_pod,
-            probe_pod::probe_pod("server-0", &worker, &[("role", "server"), ("hairpin", "yes")], false),
-            probe_pod::probe_pod("server-1", &worker, &[("role", "server")], false),
-            probe_pod::probe_pod(REMAINING_UPDATE_POD, &worker, &[("role", "update")], false),
-            probe_pod::probe_pod(DELETED_UPDATE_POD, &worker, &[("role", "update")], false),
+            probe_pod::probe_pod("server-0", &worker, &[("role", "server"), ("hairpin", "yes"), ("affinity", "yes")], false),
+            probe_pod::probe_pod("server-1", &second, &[("role", "server")], false),
+            probe_pod::probe_pod(SECOND_CLIENT, &second, &[("role", "client")], false),
+            probe_pod::probe_pod(REMAINING_UPDATE_POD, &worker, &[("role", "update"), ("affinity", "yes")], false),
+            probe_pod::probe_pod(DELETED_UPDATE_POD, &second, &[("role", "update")], false),
             Self::host_network_pod("host-server", &worker, self.host_port)?,
             Self::host_network_pod("host-client", &cp, self.host_port + 1)?,
         ];
@@ -149,10 +159,12 @@ impl Fixture {
         let mut services = vec![
             service("echo", serde_json::json!({"role": "server"}), serde_json::json!({"type": "NodePort"}), PROBE_PORT),
             service("echo-headless", serde_json::json!({"role": "server"}), serde_json::json!({"clusterIP": "None"}), PROBE_PORT),
-            service("echo-affinity", serde_json::json!({"role": "server"}), serde_json::json!({"sessionAffinity": "ClientIP"}), PROBE_PORT),
-            service("echo-hairpin", serde_json::json!({"hairpin": "yes"}), none.clone(), PROBE_PORT),
+            // Both endpoints on the first worker: which one affinity pins a client to is chance, so
+            // a fault on one node's path must reach both for the verdict not to depend on it.
+            service("echo-affinity", serde_json::json!({"affinity": "yes"}), serde_json::json!({"sessionAffinity": "ClientIP"}), PROBE_PORT),
+            service("echo-hairpin", serde_json::json!({"hairpin": "yes"}), serde_json::json!({"type": "NodePort"}), PROBE_PORT),
             service("echo-update", serde_json::json!({"role": "update"}), none.clone(), PROBE_PORT),
-            service("echo-host", serde_json::json!({"role": "host-server"}), none, self.host_port),
+            service("echo-host", serde_json::json!({"role": "host-server"}), serde_json::json!({"type": "NodePort"}), self.host_port),
         ];
         for &family in self.mode.families() {
             let single = serde_json::json!({"ipFamilyPolicy": "SingleStack", "ipFamilies": [family.api_name()]});
@@ -218,9 +230,10 @@ impl Fixture {
     /// Where the fixture's pods run, for each case's system-out.
     pub fn describe(&self) -> String {
         format!(
-            "fixture namespace {}; clients on {}, servers on {}; ready in {:.1}s",
+            "fixture namespace {}; client on {}, {SECOND_CLIENT} and server-1 on {}, server-0 on {}; ready in {:.1}s",
             self.namespace,
             name_of(&self.control_plane),
+            name_of(&self.second_worker),
             name_of(&self.worker),
             self.started.elapsed().as_secs_f64()
         )

@@ -145,8 +145,10 @@ impl Tally {
             (true, Some(answer)) => {
                 let entry = self.answered.entry(answer.hostname).or_default();
                 entry.0 += 1;
-                if !entry.1.contains(&answer.client) {
-                    entry.1.push(answer.client);
+                // The address the server saw; the port differs on every connection.
+                let client = answer.client.parse::<SocketAddr>().map_or(answer.client, |a| a.ip().to_string());
+                if !entry.1.contains(&client) {
+                    entry.1.push(client);
                 }
             }
             (_, _) => self.failures.push(got.error.unwrap_or_else(|| "no answer".into())),
@@ -236,6 +238,12 @@ fn summarize(failures: &[String]) -> String {
 /// costs one round trip per batch, not per connection.
 pub const BATCH: usize = 8;
 
+/// Batches that must all be answered after the first answer, for a path that must stay reachable.
+const CONTINUOUS_BATCHES: usize = 2;
+
+/// Bytes a plain connection sends (and gets back).
+pub const SMALL_PAYLOAD: usize = 16;
+
 /// Answers collected before a check may say an endpoint never answered: with two endpoints balanced
 /// at random, one goes unseen in 16 answers with odds of 2 in 2^16 (< 1 in 10^4).
 const MIN_ANSWERS: usize = 16;
@@ -286,6 +294,28 @@ impl Fixture {
         let sources = self.sources(from, IpFamily::of(&target.ip()), rule).await?;
         let (tally, elapsed) = converge(&endpoints, answering, || self.connect_batch(from, proto, target, bytes, BATCH)).await?;
         Ok(tally.judge(&format!("{from} -> {target} over {}", proto.name()), &endpoints, answering, &sources, elapsed))
+    }
+
+    /// `reach` to one endpoint directly, which must then stay reachable: CONTINUOUS_BATCHES more
+    /// batches, every connection answered (a path that answers once and then flaps fails).
+    pub async fn reach_continuously(&self, from: &str, proto: Protocol, endpoint: &Endpoint, port: u16, rule: SourceRule) -> Result<Outcome> {
+        let target = SocketAddr::new(endpoint.address, port);
+        let sources = self.sources(from, IpFamily::of(&endpoint.address), rule).await?;
+        let endpoints = [endpoint.clone()];
+        let (mut tally, _) = converge(&endpoints, Answering::Every, || self.connect_batch(from, proto, target, SMALL_PAYLOAD, BATCH)).await?;
+        let failed_before = tally.failures.len();
+        let started = Instant::now();
+        if tally.complete(&endpoints, Answering::Every) {
+            for _ in 0..CONTINUOUS_BATCHES {
+                self.connect_batch(from, proto, target, SMALL_PAYLOAD, BATCH).await?.into_iter().for_each(|r| tally.record(r));
+            }
+        }
+        let mut outcome = tally.judge(&format!("{from} -> {target} over {}", proto.name()), &endpoints, Answering::Every, &sources, started.elapsed());
+        let failed_after: Vec<String> = tally.failures.iter().skip(failed_before).cloned().collect();
+        if outcome.status == Status::Passed && !failed_after.is_empty() {
+            outcome = fail(outcome.expected, format!("answered, then {} connections failed: {}", failed_after.len(), summarize(&failed_after)));
+        }
+        Ok(outcome)
     }
 
     /// The client addresses `rule` allows for connections of `family` from the fixture pod `from`.
@@ -354,7 +384,7 @@ mod tests {
         let natted = ConnectResult { ok: true, answer: Some(Answer { hostname: "server-0".into(), client: "[fd00::99]:40000".into(), bytes: 16 }), error: None };
         let got = tally(vec![natted]).judge("c -> s", &endpoints, Answering::Every, &pod, Duration::from_secs(1));
         assert_eq!(got.status, Status::Failed);
-        assert!(got.message.starts_with("source address translated: server-0 saw client [fd00::99]:40000"), "{}", got.message);
+        assert!(got.message.starts_with("source address translated: server-0 saw client fd00::99"), "{}", got.message);
         assert!(got.expected.ends_with("each seeing the client pod's own address (fd00::c)"), "{}", got.expected);
         let direct = ConnectResult { ok: true, answer: Some(Answer { hostname: "server-0".into(), client: "[fd00::c]:40000".into(), bytes: 16 }), error: None };
         assert_eq!(tally(vec![direct]).judge("c -> s", &endpoints, Answering::Every, &pod, Duration::from_secs(1)).status, Status::Passed);
