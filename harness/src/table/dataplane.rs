@@ -236,26 +236,6 @@ impl DataplaneRow {
         let protocols = || self.protocols.iter().map(move |&p| action(None, Some(Variant::Protocol(p))));
         match self.check {
             Check::NodeInternalIps | Check::NodePodCidrs => nodes.iter().map(|n| action(Some(n), None)).collect(),
-            Check::PodIps
-            | Check::HostIps
-            | Check::HostNetworkPodIps
-            | Check::DownwardApiPodIps
-            | Check::EtcHosts
-            | Check::ServicePorts
-            | Check::LegacyEndpoints
-            | Check::ResolvConf => vec![action(None, None)],
-            Check::PodToPod
-            | Check::PodToClusterIp
-            | Check::NodeToClusterIp
-            | Check::NodeToNodePort
-            | Check::Hairpin
-            | Check::SessionAffinity
-            | Check::LargePayload
-            | Check::HostNetworkEndpoints
-            | Check::HostNetworkEndpointsFromNode
-            | Check::HostNetworkEndpointsViaNodePort
-            | Check::HairpinNodePort
-            | Check::ExternalNodePort => protocols().collect(),
             Check::Sctp => vec![action(None, Some(Variant::Protocol(Protocol::Sctp)))],
             Check::EndpointSlices => [Aspect::Echo, Aspect::SingleFamily].map(|a| action(None, Some(Variant::Aspect(a)))).to_vec(),
             Check::DnsClusterIp | Check::DnsHeadless => [Aspect::Record, Aspect::SingleFamily].map(|a| action(None, Some(Variant::Aspect(a)))).to_vec(),
@@ -265,6 +245,9 @@ impl DataplaneRow {
                 .flat_map(|&p| nodes.iter().map(move |n| action(Some(n), Some(Variant::Protocol(p)))))
                 .collect(),
             Check::EndpointUpdate => std::iter::once(action(None, Some(Variant::Aspect(Aspect::Slices)))).chain(protocols()).collect(),
+            // Every other check that connects: once per protocol; the rest once.
+            check if check.connects() => protocols().collect(),
+            _ => vec![action(None, None)],
         }
     }
 }
