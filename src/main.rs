@@ -6,7 +6,7 @@ mod cli;
 mod exit;
 mod signals;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use cli::{CheckArgs, Cli, ClusterCommand, Command, ListArgs, ReportCommand, RunArgs, SelectionArgs, UpArgs};
 use harness::cluster::{self, KindCluster};
 use harness::kind::{ClusterFiles, ClusterSpec};
@@ -21,7 +21,16 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--version` names what a run is made of: the tool, and the Kubernetes and kind it builds.
+    let version = format!(
+        "{} (Kubernetes {}, kind {})",
+        env!("CARGO_PKG_VERSION"),
+        harness::machine::kubernetes_version(),
+        harness::machine::pinned_version("KIND_VERSION").unwrap_or("unknown")
+    );
+    // clap takes a 'static version text; this one string lives as long as the process anyway.
+    let matches = Cli::command().version(&*Box::leak(version.into_boxed_str())).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let code = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime.block_on(run(cli)).unwrap_or_else(|e| {
             eprintln!("error: {e}");
@@ -182,10 +191,18 @@ async fn cluster_up(args: UpArgs) -> Result<u8, Error> {
     tokio::select! {
         result = up => {
             let (cluster, timings) = result?;
-            println!(
-                "cluster {name} ready in {:.1}s (create {:.1}s, nodes Ready + CoreDNS {:.1}s), node image {}",
-                started.elapsed().as_secs_f64(), timings.create.as_secs_f64(), timings.ready.as_secs_f64(), cluster.node_image
-            );
+            if !cluster.spec.default_cni {
+                // Without a CNI the nodes stay NotReady: the cluster is up, not ready.
+                println!(
+                    "cluster {name} created in {:.1}s ({} nodes registered, NotReady until a CNI is installed), node image {}",
+                    started.elapsed().as_secs_f64(), cluster.spec.node_count(), cluster.node_image
+                );
+            } else {
+                println!(
+                    "cluster {name} ready in {:.1}s (create {:.1}s, nodes Ready + CoreDNS {:.1}s), node image {}",
+                    started.elapsed().as_secs_f64(), timings.create.as_secs_f64(), timings.ready.as_secs_f64(), cluster.node_image
+                );
+            }
             println!("kubeconfig: {}", cluster.files.kubeconfig.display());
             println!("context:    kind-{name}");
             println!("use:        export KUBECONFIG={}", cluster.files.kubeconfig.display());

@@ -150,3 +150,12 @@ fn no_docker_is_an_environment_error() {
     assert!(stderr.contains("error: the docker CLI cannot be run"), "stderr: {stderr}");
     assert_eq!(code, 3);
 }
+
+#[test]
+fn version_names_the_kubernetes_and_kind_it_builds() {
+    let out = dualstack().arg("--version").output().ok();
+    let stdout = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let pins = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/offline/versions.env")).unwrap_or_default();
+    let pin = |key: &str| pins.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).unwrap_or("missing").to_string();
+    assert_eq!(stdout.trim(), format!("dualstack {} (Kubernetes {}, kind {})", env!("CARGO_PKG_VERSION"), pin("K8S_VERSION"), pin("KIND_VERSION")));
+}
