@@ -4,7 +4,7 @@
 //! (or, for affinity, one of them did) and nobody else did.
 
 use super::fixture::{Fixture, cluster_ip, service_ips};
-use super::verdict::fail;
+use super::verdict::{fail, pass};
 use crate::checks::Outcome;
 use crate::error::Result;
 use crate::mode::IpFamily;
@@ -211,7 +211,7 @@ impl Tally {
             _ => {}
         }
         if problems.is_empty() {
-            let mut outcome = Outcome { status: Status::Passed, expected, actual: seen, ..Outcome::error("") };
+            let mut outcome = pass(expected, seen);
             outcome.retried = self.failures.iter().map(|f| format!("connection attempt failed before the data plane converged: {f}")).collect();
             outcome
         } else {
