@@ -1,6 +1,11 @@
-//! Fault injection: the data-plane suite is only as good as its verdicts. A healthy dual-stack
-//! cluster passes every check; each fault of fixtures/faults/faults.yaml makes exactly its listed
-//! checks fail and no other. The cluster is recreated after each fault.
+//! Fault injection: the data-plane suite is only as good as its verdicts. A healthy cluster passes
+//! every check; each fault of fixtures/faults/faults.yaml makes exactly its listed checks fail and
+//! no other, the same set on every run. Faults run on one cluster per mode: each is injected, judged
+//! and reverted, and a fault without a revert (or whose revert fails) gets the cluster recreated.
+//!
+//! `DUALSTACK_FAULT=NAME` runs one fault; `DUALSTACK_FAULT_RUNS=N` runs each fault N times (the
+//! determinism check: `DUALSTACK_FAULT_RUNS=3 cargo test --test faults -- --include-ignored`).
+//! Without it, each fault runs once and the two with the most failing checks twice.
 
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
@@ -8,12 +13,16 @@ use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Instant;
 
 /// One cluster at a time: on 2 cores, concurrent clusters slow each other into timeouts.
 static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Faults {
+    /// Shell functions every fault script can use.
+    prelude: String,
     faults: Vec<Fault>,
 }
 
@@ -21,10 +30,15 @@ struct Faults {
 #[serde(deny_unknown_fields)]
 struct Fault {
     name: String,
+    /// The mode of the cluster the fault is injected into.
+    mode: String,
     #[serde(default)]
     before: Option<String>,
     #[serde(default, rename = "after-fixture")]
     after_fixture: Option<String>,
+    /// Restores the healthy cluster after the run; without it the cluster is recreated.
+    #[serde(default)]
+    revert: Option<String>,
     fails: Vec<String>,
 }
 
@@ -50,8 +64,8 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn up(name: &str) -> Self {
-        let up = dualstack(&["cluster", "up", "--mode", "dual", "--name", name], &[]);
+    fn up(name: &str, mode: &str) -> Self {
+        let up = dualstack(&["cluster", "up", "--mode", mode, "--name", name], &[]);
         assert_eq!(up.status.code(), Some(0), "cluster up: {}", text(&up));
         let kubeconfig = cluster_files(name).kubeconfig;
         Self { name: name.into(), kubeconfig: kubeconfig.to_string_lossy().into_owned() }
@@ -73,9 +87,9 @@ fn kubectl() -> String {
     harness::machine::cache_dir().join("bin/kubectl").display().to_string()
 }
 
-/// The ids of the data-plane cases `dualstack list` plans to run on a dual cluster.
-fn planned_dataplane_cases() -> BTreeSet<String> {
-    let out = dualstack(&["list", "--mode", "dual", "--suite", "dataplane"], &[]);
+/// The ids of the data-plane cases `dualstack list` plans to run on a cluster of `mode`.
+fn planned_dataplane_cases(mode: &str) -> BTreeSet<String> {
+    let out = dualstack(&["list", "--mode", mode, "--suite", "dataplane"], &[]);
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.strip_prefix("run  dataplane/"))
@@ -111,10 +125,10 @@ struct DataplaneRun {
     output: String,
 }
 
-/// Runs the data-plane suite against `cluster`, with the fault's hook.
-fn run_dataplane(cluster: &Cluster, hook: Option<&str>, reports: &Path) -> DataplaneRun {
+/// Runs the data-plane suite against `cluster` of `mode`, with the fault's hook.
+fn run_dataplane(cluster: &Cluster, mode: &str, hook: Option<&str>, reports: &Path) -> DataplaneRun {
     let dir = reports.to_string_lossy().into_owned();
-    let mut args = vec!["run", "--mode", "dual", "--suite", "dataplane", "--kubeconfig", &cluster.kubeconfig, "--report-dir", &dir];
+    let mut args = vec!["run", "--mode", mode, "--suite", "dataplane", "--kubeconfig", &cluster.kubeconfig, "--report-dir", &dir];
     if let Some(hook) = hook {
         args.extend(["--after-fixture-hook", hook]);
     }
@@ -145,48 +159,104 @@ fn run_dataplane(cluster: &Cluster, hook: Option<&str>, reports: &Path) -> Datap
     DataplaneRun { code: out.status.code(), failed, errored, passed, skipped, output: text(&out) }
 }
 
+/// Runs a fault script (the prelude first) against `cluster`; whether it succeeded.
+fn script(prelude: &str, body: &str, cluster: &Cluster) -> bool {
+    Command::new("sh")
+        .args(["-ec", &format!("{prelude}\n{body}")])
+        .envs([("CLUSTER", cluster.name.as_str()), ("KUBECONFIG", cluster.kubeconfig.as_str()), ("KUBECTL", kubectl().as_str())])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// How often each fault runs: `DUALSTACK_FAULT_RUNS`, and at least twice for the two faults with
+/// the most failing checks (the widest verdicts, where nondeterminism would show first).
+fn runs_per_fault(faults: &[Fault]) -> Vec<usize> {
+    let requested: usize = std::env::var("DUALSTACK_FAULT_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(1);
+    let mut widest: Vec<(usize, usize)> = faults.iter().enumerate().map(|(i, f)| (f.fails.len(), i)).collect();
+    widest.sort_by(|a, b| b.cmp(a));
+    let twice: BTreeSet<usize> = widest.iter().take(2).map(|&(_, i)| i).collect();
+    (0..faults.len()).map(|i| if twice.contains(&i) { requested.max(2) } else { requested }).collect()
+}
+
 #[test]
 #[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
-fn each_fault_fails_exactly_its_checks() {
+fn each_fault_fails_exactly_its_checks_every_time() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let faults: Faults = serde_saphyr::from_str(&std::fs::read_to_string(root().join("fixtures/faults/faults.yaml")).unwrap_or_default())
+    let catalogue: Faults = serde_saphyr::from_str(&std::fs::read_to_string(root().join("fixtures/faults/faults.yaml")).unwrap_or_default())
         .unwrap_or_else(|e| panic!("faults.yaml: {e}"));
-    assert!(faults.faults.len() >= 6);
+    let modes: BTreeSet<&str> = catalogue.faults.iter().map(|f| f.mode.as_str()).collect();
+    assert!(catalogue.faults.len() >= 16, "the catalogue has {} faults", catalogue.faults.len());
+    assert!(modes.contains("dual") && modes.contains("dual-ipv6-primary") && (modes.contains("ipv4") || modes.contains("ipv6")), "faults cover {modes:?}");
     let only = std::env::var("DUALSTACK_FAULT").ok();
     if let Some(name) = &only {
-        assert!(faults.faults.iter().any(|f| &f.name == name), "DUALSTACK_FAULT={name}: no such fault in faults.yaml");
+        assert!(catalogue.faults.iter().any(|f| &f.name == name), "DUALSTACK_FAULT={name}: no such fault in faults.yaml");
     }
-    let planned = planned_dataplane_cases();
-    let mut matrix = Vec::new();
-    let mut mismatches = Vec::new();
-    for fault in faults.faults.iter().filter(|f| only.as_ref().is_none_or(|o| o == &f.name)) {
-        let name = format!("fault-{:x}-{}", std::process::id() & 0xffff, matrix.len());
-        let cluster = Cluster::up(&name);
-        if let Some(before) = &fault.before {
-            let status = Command::new("sh")
-                .args(["-ec", before])
-                .envs([("CLUSTER", cluster.name.as_str()), ("KUBECONFIG", cluster.kubeconfig.as_str()), ("KUBECTL", kubectl().as_str())])
-                .status();
-            assert!(status.is_ok_and(|s| s.success()), "{}: injecting failed", fault.name);
+    let runs = runs_per_fault(&catalogue.faults);
+    let (mut matrix, mut mismatches) = (Vec::new(), Vec::new());
+    // One cluster per mode, in the order the modes first appear.
+    let mut ordered_modes: Vec<&str> = Vec::new();
+    catalogue.faults.iter().for_each(|f| if !ordered_modes.contains(&f.mode.as_str()) { ordered_modes.push(&f.mode) });
+    for mode in ordered_modes {
+        let faults: Vec<(usize, &Fault)> = catalogue.faults.iter().enumerate().filter(|(_, f)| f.mode == mode && only.as_ref().is_none_or(|o| o == &f.name)).collect();
+        if faults.is_empty() {
+            continue;
         }
-        let reports = std::env::temp_dir().join(format!("{name}-reports"));
-        let DataplaneRun { code, failed, errored, passed, skipped, output } = run_dataplane(&cluster, fault.after_fixture.as_deref(), &reports);
-        let expected: BTreeSet<String> = fault.fails.iter().cloned().collect();
-        let unplanned: Vec<&String> = expected.difference(&planned).collect();
-        assert!(unplanned.is_empty(), "{}: declares failures of cases the plan does not have: {unplanned:?}", fault.name);
-        if let Err(e) = assert_everything_else_passed(&planned, &failed, &passed, &skipped) {
-            mismatches.push(format!("{}: {e}", fault.name));
+        let planned = planned_dataplane_cases(mode);
+        let (mut cluster, mut clusters, mut previous): (Option<Cluster>, usize, Option<&str>) = (None, 0, None);
+        for (index, fault) in faults {
+            let expected: BTreeSet<String> = fault.fails.iter().cloned().collect();
+            let unplanned: Vec<&String> = expected.difference(&planned).collect();
+            assert!(unplanned.is_empty(), "{}: declares failures of cases the {mode} plan does not have: {unplanned:?}", fault.name);
+            let mut failing_sets = Vec::new();
+            for run in 0..runs[index] {
+                let current = cluster.get_or_insert_with(|| {
+                    clusters += 1;
+                    previous = None;
+                    Cluster::up(&format!("fault-{:x}-{mode}-{clusters}", std::process::id() & 0xffff), mode)
+                });
+                let after = previous.map_or(String::new(), |p| format!(" (on the cluster {p} was reverted on)"));
+                let started = Instant::now();
+                if let Some(before) = &fault.before {
+                    assert!(script(&catalogue.prelude, before, current), "{}: injecting failed{after}", fault.name);
+                }
+                let reports = std::env::temp_dir().join(format!("{}-{}-{run}-reports", current.name, fault.name));
+                let hook = fault.after_fixture.as_ref().map(|h| format!("{}\n{h}", catalogue.prelude));
+                let DataplaneRun { code, failed, errored, passed, skipped, output } = run_dataplane(current, mode, hook.as_deref(), &reports);
+                let judged = started.elapsed();
+                let reverted = fault.revert.as_ref().is_some_and(|revert| script(&catalogue.prelude, revert, current));
+                eprintln!(
+                    "{:<48} {mode:<17} run {run}: failed {:>2} (expected {:>2}), passed {}, errors {errored:?}; {:.0}s, reverted {}",
+                    fault.name,
+                    failed.len(),
+                    expected.len(),
+                    passed.len(),
+                    judged.as_secs_f64(),
+                    if reverted { format!("in {:.0}s", (started.elapsed() - judged).as_secs_f64()) } else { "no: the cluster is recreated".into() }
+                );
+                if let Err(e) = assert_everything_else_passed(&planned, &failed, &passed, &skipped) {
+                    mismatches.push(format!("{} run {run}{after}: {e}", fault.name));
+                }
+                let missed: Vec<&String> = expected.difference(&failed).collect();
+                let extra: Vec<&String> = failed.difference(&expected).collect();
+                if !missed.is_empty() || !extra.is_empty() || !errored.is_empty() || code != Some(1) {
+                    mismatches.push(format!("{} run {run}{after}: exit {code:?}; not failing: {missed:?}; failing unexpectedly: {extra:?}; errors: {errored:?}\n{output}", fault.name));
+                }
+                failing_sets.push(failed);
+                let _ = std::fs::remove_dir_all(&reports);
+                if reverted {
+                    previous = Some(&fault.name);
+                } else {
+                    cluster = None;
+                }
+            }
+            if failing_sets.windows(2).any(|w| w[0] != w[1]) {
+                mismatches.push(format!("{}: the failing set differs between runs: {failing_sets:?}", fault.name));
+            }
+            let first = failing_sets.first().map(|f| f.iter().cloned().collect::<Vec<_>>().join(" ")).unwrap_or_default();
+            matrix.push(format!("{:<48} {mode:<17} x{} {first}", fault.name, failing_sets.len()));
         }
-        let missed: Vec<&String> = expected.difference(&failed).collect();
-        let extra: Vec<&String> = failed.difference(&expected).collect();
-        eprintln!("{:<42} failed {:>2} (expected {:>2}), passed {}, errors {errored:?}", fault.name, failed.len(), expected.len(), passed.len());
-        if !missed.is_empty() || !extra.is_empty() || !errored.is_empty() || code != Some(1) {
-            mismatches.push(format!("{}: exit {code:?}; not failing: {missed:?}; failing unexpectedly: {extra:?}; errors: {errored:?}\n{output}", fault.name));
-        }
-        matrix.push(format!("{:<42} {}", fault.name, failed.iter().cloned().collect::<Vec<_>>().join(" ")));
-        let _ = std::fs::remove_dir_all(&reports);
     }
-    eprintln!("fault matrix (fault -> failing checks):\n{}", matrix.join("\n"));
+    eprintln!("fault matrix (fault, mode, runs -> failing checks):\n{}", matrix.join("\n"));
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
 }
 
@@ -195,14 +265,14 @@ fn each_fault_fails_exactly_its_checks() {
 fn healthy_cluster_passes_every_data_plane_check_repeatedly() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let runs: usize = std::env::var("DUALSTACK_REPEAT").ok().and_then(|r| r.parse().ok()).unwrap_or(2);
-    let cluster = Cluster::up(&format!("healthy-{:x}", std::process::id() & 0xffff));
+    let cluster = Cluster::up(&format!("healthy-{:x}", std::process::id() & 0xffff), "dual");
     for i in 0..runs {
         let reports = std::env::temp_dir().join(format!("{}-reports-{i}", cluster.name));
-        let DataplaneRun { code, failed, errored, passed, skipped, output } = run_dataplane(&cluster, None, &reports);
+        let DataplaneRun { code, failed, errored, passed, skipped, output } = run_dataplane(&cluster, "dual", None, &reports);
         eprintln!("run {i}: passed {}, skipped {skipped:?}, failed {failed:?}, errors {errored:?}", passed.len());
         assert_eq!(code, Some(0), "run {i}:\n{output}");
         assert!(failed.is_empty() && errored.is_empty());
-        assert_everything_else_passed(&planned_dataplane_cases(), &BTreeSet::new(), &passed, &skipped).unwrap_or_else(|e| panic!("run {i}: {e}"));
+        assert_everything_else_passed(&planned_dataplane_cases("dual"), &BTreeSet::new(), &passed, &skipped).unwrap_or_else(|e| panic!("run {i}: {e}"));
         let _ = std::fs::remove_dir_all(&reports);
     }
 }

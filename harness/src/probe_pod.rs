@@ -191,8 +191,8 @@ pub async fn connect(pods: &Api<Pod>, pod: &str, proto: &str, target: std::net::
     parse(&exec(pods, pod, &args).await?, pod)
 }
 
-/// `probe connect PROTO ADDR:PORT --bytes N --count COUNT` from inside `pod`: up to `count`
-/// connections in one run (it stops after the first failure), each from a new source port.
+/// `probe connect PROTO ADDR:PORT --bytes N --count COUNT` from inside `pod`: `count` connections
+/// at once in one run, each from its own source port.
 pub async fn connect_batch(pods: &Api<Pod>, pod: &str, proto: &str, target: std::net::SocketAddr, bytes: usize, count: usize) -> Result<Vec<ConnectResult>> {
     let args = ["connect", proto, &target.to_string(), "--timeout-ms", "3000", "--bytes", &bytes.to_string(), "--count", &count.to_string()].map(str::to_string);
     parse(&exec(pods, pod, &args).await?, pod)

@@ -63,7 +63,11 @@ pub async fn run(fixture: &Fixture, check: Check, action: &Action) -> Result<Out
             )
         }
         Check::DownwardApiPodIps => {
-            let ips = pod_ips(&fixture.pod("client").await?);
+            let pod = match fixture.pod_of_family("client", family).await? {
+                Ok(pod) => pod,
+                Err(missing) => return Ok(missing.into()),
+            };
+            let ips = pod_ips(&pod);
             let env = fixture.exec("client", &["printenv", "POD_IPS"]).await?;
             let seen: Vec<String> = env.trim().split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
             let ok = of_family(&seen, family).is_some() && seen == ips;
@@ -74,7 +78,11 @@ pub async fn run(fixture: &Fixture, check: Check, action: &Action) -> Result<Out
             )
         }
         Check::EtcHosts => {
-            let ips = pod_ips(&fixture.pod("client").await?);
+            let pod = match fixture.pod_of_family("client", family).await? {
+                Ok(pod) => pod,
+                Err(missing) => return Ok(missing.into()),
+            };
+            let ips = pod_ips(&pod);
             let Some(ip) = of_family(&ips, family) else {
                 return Ok(fail(format!("client has a {family} pod IP for /etc/hosts to map"), format!("podIPs {}", listed(&ips))));
             };

@@ -66,6 +66,11 @@ async fn lookup(fixture: &Fixture, server: Option<IpAddr>, name: &str, family: I
 async fn resolves(fixture: &Fixture, service: &str, family: IpFamily, want: BTreeSet<IpAddr>, single_family: bool) -> Result<Outcome> {
     let name = format!("{service}.{}.svc.cluster.local", fixture.namespace);
     let server = of_family(&service_ips(&fixture.kube_dns().await?), family);
+    if server.is_some()
+        && let Err(missing) = fixture.pod_of_family("client", family).await?
+    {
+        return Ok(missing.into());
+    }
     let (ok, got) = lookup(fixture, server, &name, family, &want).await?;
     let expected = format!("{} {name} = {}", qtype(family), listed(&want));
     if !ok || !single_family {

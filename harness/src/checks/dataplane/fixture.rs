@@ -54,6 +54,8 @@ pub struct Fixture {
     pub started: Instant,
     /// The endpoint-update pod's deletion, done once by whichever endpoint-update action runs first.
     update_pod_deleted: OnceCell<std::result::Result<(), String>>,
+    /// The id of the row that checks pod IPs (D03), which every path through a pod depends on.
+    pod_ips_row: Option<String>,
 }
 
 pub fn name_of<K: kube::Resource>(obj: &K) -> String {
@@ -80,7 +82,8 @@ fn json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T> {
 
 impl Fixture {
     /// Creates the namespace, probe pods and Services, and waits until they are ready.
-    pub async fn create(client: &Client, mode: Mode, timeout: Duration) -> Result<Self> {
+    /// `pod_ips_row` is the id of the table's pod-IPs row, named by the cases that need pod IPs.
+    pub async fn create(client: &Client, mode: Mode, pod_ips_row: Option<String>, timeout: Duration) -> Result<Self> {
         let started = Instant::now();
         let nodes = labelled(Api::<Node>::all(client.clone()).list(&ListParams::default()).await?.items);
         let control_plane = nodes.iter().map(|(_, n)| n).find(|n| is_control_plane(n)).or(nodes.first().map(|(_, n)| n)).cloned();
@@ -103,6 +106,7 @@ impl Fixture {
             host_port: HOST_PORT_RANGE.start + rand::random::<u16>() % (HOST_PORT_RANGE.end - HOST_PORT_RANGE.start),
             started,
             update_pod_deleted: OnceCell::new(),
+            pod_ips_row,
         };
         if let Err(e) = fixture.populate(timeout).await {
             probe_pod::delete_namespace(client, &namespace).await;
@@ -330,7 +334,7 @@ impl Fixture {
             let node = spec.node_name.unwrap_or_default();
             let ips = pod_ips(pod);
             let Some(address) = of_family(&ips, family) else {
-                return Ok(Err(Missing { wanted: format!("every pod with {selector} has a {family} address"), saw: format!("{} on {node} has podIPs {}", name_of(pod), listed(&ips)) }));
+                return Ok(Err(self.pod_without_address(pod, family)));
             };
             let answers_as = if spec.host_network == Some(true) { node.clone() } else { name_of(pod) };
             endpoints.push(Endpoint { pod: name_of(pod), node, address, answers_as });
@@ -342,8 +346,34 @@ impl Fixture {
         Ok(Ok(endpoints))
     }
 
+    fn pod_without_address(&self, pod: &Pod, family: IpFamily) -> Missing {
+        pod_without_address(self.pod_ips_row.as_deref(), pod, family)
+    }
+
+    /// The fixture pod `name`, or what it lacks to be a client or server of `family`.
+    pub async fn pod_of_family(&self, name: &str, family: IpFamily) -> Result<std::result::Result<Pod, Missing>> {
+        let pod = self.pod(name).await?;
+        let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+        Ok(if host_network || of_family(&pod_ips(&pod), family).is_some() { Ok(pod) } else { Err(self.pod_without_address(&pod, family)) })
+    }
+
     pub fn worker_address(&self, family: IpFamily) -> Option<IpAddr> {
         of_family(&internal_ips(&self.worker), family)
+    }
+}
+
+/// A pod (not hostNetwork) without an address of `family`: the prerequisite every path through it
+/// lacks, named after the pod-IPs row (`pod_ips_row`), so twenty cases say one thing instead of
+/// twenty "network is unreachable".
+fn pod_without_address(pod_ips_row: Option<&str>, pod: &Pod, family: IpFamily) -> Missing {
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+    let needs = match pod_ips_row {
+        Some(id) => format!("needs {id}/{} (a pod IP of each family), which fails here", family.slug()),
+        None => "needs a pod IP of each family".into(),
+    };
+    Missing {
+        wanted: format!("{} has an {family} pod IP", name_of(pod)),
+        saw: format!("{needs}: {} on {node} has no {family} address (podIPs {})", name_of(pod), listed(pod_ips(pod))),
     }
 }
 
@@ -360,4 +390,24 @@ pub fn node_port(svc: &Service, protocol: &str) -> Option<u16> {
         .and_then(|ports| ports.iter().find(|p| p.protocol.as_deref() == Some(protocol)))
         .and_then(|p| p.node_port)
         .and_then(|n| u16::try_from(n).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_without_an_address_of_the_family_names_the_row_it_needs() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "client"},
+            "spec": {"nodeName": "dual-control-plane", "containers": []},
+            "status": {"podIPs": [{"ip": "10.244.0.2"}]}
+        }))
+        .unwrap();
+        let missing = pod_without_address(Some("D03"), &pod, IpFamily::IPv6);
+        assert_eq!(missing.wanted, "client has an IPv6 pod IP");
+        assert_eq!(missing.saw, "needs D03/ipv6 (a pod IP of each family), which fails here: client on dual-control-plane has no IPv6 address (podIPs 10.244.0.2)");
+        let missing = pod_without_address(None, &pod, IpFamily::IPv6);
+        assert!(missing.saw.starts_with("needs a pod IP of each family: client on"), "{}", missing.saw);
+    }
 }

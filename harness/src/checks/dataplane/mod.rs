@@ -23,7 +23,8 @@ use std::time::Duration;
 const DATAPLANE_TIMEOUT: Duration = Duration::from_secs(90);
 
 pub struct DataplaneChecks {
-    /// Test-only: a shell command run once the fixture is ready (fault injection).
+    /// Test-only: a shell command run once the fixture is ready (fault injection), with the
+    /// fixture's namespace in DUALSTACK_FIXTURE_NAMESPACE.
     pub after_fixture_hook: Option<String>,
 }
 
@@ -39,10 +40,11 @@ impl CheckKind for DataplaneChecks {
     }
 
     async fn prepare(&self, target: &Target<'_>) -> Result<Fixture> {
-        let fixture = Fixture::create(target.client, target.facts.mode, DATAPLANE_TIMEOUT).await?;
+        let pod_ips_row = target.tables.dataplane.iter().find(|r| r.check == crate::table::dataplane::Check::PodIps).map(|r| r.id.clone());
+        let fixture = Fixture::create(target.client, target.facts.mode, pod_ips_row, DATAPLANE_TIMEOUT).await?;
         if let Some(hook) = &self.after_fixture_hook {
             // Test-only: the project's fault-injection tests break the cluster here.
-            let status = tokio::process::Command::new("sh").args(["-ec", hook]).status().await;
+            let status = tokio::process::Command::new("sh").args(["-ec", hook]).env("DUALSTACK_FIXTURE_NAMESPACE", &fixture.namespace).status().await;
             if !status.is_ok_and(|s| s.success()) {
                 fixture.delete().await;
                 return Err(Error::Environment(format!("the after-fixture hook failed: {hook}")));

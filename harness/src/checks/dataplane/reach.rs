@@ -279,7 +279,7 @@ where
 }
 
 impl Fixture {
-    /// Up to `count` connections from `from` in one probe run (it stops after the first failure).
+    /// `count` connections at once from `from`, in one probe run.
     pub async fn connect_batch(&self, from: &str, proto: Protocol, target: SocketAddr, bytes: usize, count: usize) -> Result<Vec<ConnectResult>> {
         probe_pod::connect_batch(&self.pods, from, proto.name(), target, bytes, count).await
     }
@@ -291,7 +291,10 @@ impl Fixture {
             (Ok(target), Ok(endpoints)) => (target, endpoints),
             (Err(missing), _) | (_, Err(missing)) => return Ok(missing.into()),
         };
-        let sources = self.sources(from, IpFamily::of(&target.ip()), rule).await?;
+        let sources = match self.sources(from, IpFamily::of(&target.ip()), rule).await? {
+            Ok(sources) => sources,
+            Err(missing) => return Ok(missing.into()),
+        };
         let (tally, elapsed) = converge(&endpoints, answering, || self.connect_batch(from, proto, target, bytes, BATCH)).await?;
         Ok(tally.judge(&format!("{from} -> {target} over {}", proto.name()), &endpoints, answering, &sources, elapsed))
     }
@@ -300,11 +303,14 @@ impl Fixture {
     /// batches, every connection answered (a path that answers once and then flaps fails).
     pub async fn reach_continuously(&self, from: &str, proto: Protocol, endpoint: &Endpoint, port: u16, rule: SourceRule) -> Result<Outcome> {
         let target = SocketAddr::new(endpoint.address, port);
-        let sources = self.sources(from, IpFamily::of(&endpoint.address), rule).await?;
+        let sources = match self.sources(from, IpFamily::of(&endpoint.address), rule).await? {
+            Ok(sources) => sources,
+            Err(missing) => return Ok(missing.into()),
+        };
         let endpoints = [endpoint.clone()];
+        let started = Instant::now();
         let (mut tally, _) = converge(&endpoints, Answering::Every, || self.connect_batch(from, proto, target, SMALL_PAYLOAD, BATCH)).await?;
         let failed_before = tally.failures.len();
-        let started = Instant::now();
         if tally.complete(&endpoints, Answering::Every) {
             for _ in 0..CONTINUOUS_BATCHES {
                 self.connect_batch(from, proto, target, SMALL_PAYLOAD, BATCH).await?.into_iter().for_each(|r| tally.record(r));
@@ -318,9 +324,13 @@ impl Fixture {
         Ok(outcome)
     }
 
-    /// The client addresses `rule` allows for connections of `family` from the fixture pod `from`.
-    async fn sources(&self, from: &str, family: IpFamily, rule: SourceRule) -> Result<Sources> {
-        let pod = self.pod(from).await?;
+    /// The client addresses `rule` allows for connections of `family` from the fixture pod `from`,
+    /// or what the client lacks (a pod without an address of the family).
+    async fn sources(&self, from: &str, family: IpFamily, rule: SourceRule) -> Result<std::result::Result<Sources, Missing>> {
+        let pod = match self.pod_of_family(from, family).await? {
+            Ok(pod) => pod,
+            Err(missing) => return Ok(Err(missing)),
+        };
         let allowed = match rule {
             SourceRule::Any => Vec::new(),
             SourceRule::ClientPod => crate::objects::pod_ips(&pod),
@@ -330,7 +340,7 @@ impl Fixture {
             }
         };
         let allowed = allowed.iter().filter_map(|a| a.parse::<IpAddr>().ok()).filter(|ip| IpFamily::of(ip) == family).collect();
-        Ok(Sources { rule, allowed })
+        Ok(Ok(Sources { rule, allowed }))
     }
 }
 
