@@ -117,8 +117,9 @@ pub struct RunArgs {
     /// Keep the clusters the run created.
     #[arg(long)]
     pub keep: bool,
-    /// Modes run at once, each on its own cluster. Default 2: measured on 2 cores, `--mode all`
-    /// took 166 s with 2 at once against 254 s one after another.
+    /// Modes run at once, each on its own cluster. Default 2: measured on 2 cores with three-node
+    /// clusters, `--mode all` took 214 s with 2 at once; creating the next clusters while the
+    /// first two run their suites took longer (220 s): cluster creation is CPU-bound.
     #[arg(long, default_value_t = 2)]
     pub jobs: usize,
     /// Scenarios in flight at once.
