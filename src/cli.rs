@@ -98,16 +98,32 @@ pub struct RunArgs {
     #[arg(long = "mode", default_value = "all")]
     pub modes: Vec<String>,
     /// Run against this cluster instead of creating one; its real mode must match --mode.
-    #[arg(long, conflicts_with_all = ["cni_manifest", "cni_install_cmd", "keep", "node_image"])]
+    #[arg(long, conflicts_with_all = ["cni_manifest", "cni_install_cmd", "load_image", "load_archive", "kube_proxy", "keep", "node_image"])]
     pub kubeconfig: Option<PathBuf>,
     #[arg(long, requires = "kubeconfig")]
     pub context: Option<String>,
-    /// Create clusters without the default CNI and apply this manifest (kubectl apply -f).
-    #[arg(long, conflicts_with = "cni_install_cmd")]
-    pub cni_manifest: Option<PathBuf>,
-    /// Create clusters without the default CNI and run this shell command (KUBECONFIG is set).
+    /// Create clusters without the default CNI and apply this manifest (kubectl apply -f):
+    /// FILE for every mode, or MODE=FILE for one (repeatable). `${DUALSTACK_CLUSTER}`,
+    /// `${DUALSTACK_MODE}`, `${DUALSTACK_POD_SUBNETS}`, `${DUALSTACK_SERVICE_SUBNETS}`,
+    /// `${DUALSTACK_NODES}` and `${DUALSTACK_KIND}` are substituted.
+    #[arg(long, value_name = "[MODE=]FILE", conflicts_with = "cni_install_cmd")]
+    pub cni_manifest: Vec<String>,
+    /// Create clusters without the default CNI and run this shell command, with KUBECONFIG, the
+    /// DUALSTACK_* variables of --cni-manifest set and kind and kubectl on PATH.
     #[arg(long)]
     pub cni_install_cmd: Option<String>,
+    /// kube-proxy's mode in created clusters: iptables, nftables, or none (for a CNI that
+    /// replaces kube-proxy).
+    #[arg(long, default_value = "iptables")]
+    pub kube_proxy: harness::kind::KubeProxyMode,
+    /// Load this image from the machine's Docker engine into every node of each created cluster
+    /// before the CNI install (repeatable).
+    #[arg(long, value_name = "IMAGE")]
+    pub load_image: Vec<String>,
+    /// Load the images of this `docker save` tarball into every node of each created cluster
+    /// before the CNI install (repeatable).
+    #[arg(long, value_name = "FILE.tar")]
+    pub load_archive: Vec<PathBuf>,
     /// Node image for created clusters (default: the prepared offline image, else kindest/node).
     #[arg(long)]
     pub node_image: Option<String>,
@@ -197,6 +213,9 @@ pub struct UpArgs {
     /// Worker nodes besides the control-plane.
     #[arg(long, default_value_t = 2)]
     pub workers: u8,
+    /// kube-proxy's mode: iptables, nftables, or none (for a CNI that replaces kube-proxy).
+    #[arg(long, default_value = "iptables")]
+    pub kube_proxy: harness::kind::KubeProxyMode,
     /// Seconds to wait for nodes Ready and CoreDNS available.
     #[arg(long, default_value_t = 180)]
     pub ready_timeout: u64,

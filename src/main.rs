@@ -12,7 +12,8 @@ use harness::cluster::{self, KindCluster};
 use harness::kind::{ClusterFiles, ClusterSpec};
 use harness::plan::{Plan, Target};
 use harness::runner::RunOptions;
-use harness::session::{Clusters, CniInstall, Ended, Session};
+use harness::cni::{CniInstall, CniManifests, ImageToLoad};
+use harness::session::{Clusters, Ended, Session};
 use harness::table::{Selection, Tables};
 use harness::{Error, Mode};
 use reports::console::Verbosity;
@@ -130,15 +131,19 @@ async fn run_suites(args: RunArgs, verbosity: Verbosity) -> Result<u8, Error> {
             Clusters::Existing { kubeconfig: kubeconfig.clone(), context: args.context.clone() }
         }
         None => {
-            let cni = match (&args.cni_manifest, &args.cni_install_cmd) {
-                (Some(file), _) => {
-                    harness::session::check_cni_manifest(file)?;
-                    CniInstall::Manifest(file.clone())
+            let cni = match (args.cni_manifest.as_slice(), &args.cni_install_cmd) {
+                ([], Some(command)) => CniInstall::Command(command.clone()),
+                ([], None) => CniInstall::Default,
+                (values, _) => {
+                    let manifests = CniManifests::parse(values)?;
+                    manifests.check(&modes)?;
+                    CniInstall::Manifests(manifests)
                 }
-                (None, Some(command)) => CniInstall::Command(command.clone()),
-                (None, None) => CniInstall::Default,
             };
-            Clusters::Kind { cni, keep: args.keep, node_image: args.node_image.clone(), ready_timeout: Duration::from_secs(args.ready_timeout) }
+            let images: Vec<ImageToLoad> =
+                args.load_image.iter().cloned().map(ImageToLoad::Image).chain(args.load_archive.iter().cloned().map(ImageToLoad::Archive)).collect();
+            harness::cni::check_images(&images).await?;
+            Clusters::Kind { cni, images, kube_proxy: args.kube_proxy, keep: args.keep, node_image: args.node_image.clone(), ready_timeout: Duration::from_secs(args.ready_timeout) }
         }
     };
     if matches!(clusters, Clusters::Kind { .. }) && args.node_image.is_none() && !harness::prepare::machine_is_prepared().await {
@@ -184,7 +189,7 @@ async fn cluster_up(args: UpArgs) -> Result<u8, Error> {
     let mode = parse_mode(&args.mode)?;
     let name = args.name.unwrap_or_else(|| harness::kind::unique_cluster_name(mode));
     let files = ClusterFiles::new(&name)?;
-    let spec = ClusterSpec { mode, workers: args.workers, default_cni: !args.no_default_cni };
+    let spec = ClusterSpec { mode, workers: args.workers, default_cni: !args.no_default_cni, kube_proxy: args.kube_proxy };
     println!("creating {mode} cluster {name} ({} nodes)", spec.node_count());
     let started = Instant::now();
     let up = KindCluster::up(&name, spec, args.node_image, Duration::from_secs(args.ready_timeout));

@@ -159,3 +159,28 @@ fn version_names_the_kubernetes_and_kind_it_builds() {
     let pin = |key: &str| pins.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).unwrap_or("missing").to_string();
     assert_eq!(stdout.trim(), format!("dualstack {} (Kubernetes {}, kind {})", env!("CARGO_PKG_VERSION"), pin("K8S_VERSION"), pin("KIND_VERSION")));
 }
+
+#[test]
+fn a_vendor_cni_is_checked_before_any_cluster_work() {
+    let dir = temp_dir("cni");
+    let manifest = dir.join("cni.yaml");
+    std::fs::write(&manifest, "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: net-conf }\ndata: { net: \"${DUALSTACK_POD_CIDR}\" }\n").ok();
+    let reports = dir.join("reports");
+    let run_with = |args: &[&str]| run(dualstack().args(["run", "--report-dir"]).arg(&reports).args(args));
+    let file = manifest.display().to_string();
+    let (code, stderr) = run_with(&["--mode", "dual", "--cni-manifest", &file]);
+    assert_eq!(
+        stderr,
+        format!("error: CNI manifest {file}: line 4, column 15: unknown variable ${{DUALSTACK_POD_CIDR}} (known: DUALSTACK_CLUSTER, DUALSTACK_MODE, DUALSTACK_POD_SUBNETS, DUALSTACK_SERVICE_SUBNETS, DUALSTACK_NODES, DUALSTACK_KIND)\n")
+    );
+    assert_eq!(code, 2);
+    let (code, stderr) = run_with(&["--mode", "ipv4", "--mode", "dual", "--cni-manifest", &format!("dual={file}")]);
+    assert_eq!(stderr, "error: no --cni-manifest for mode ipv4: give FILE for every mode or ipv4=FILE\n");
+    assert_eq!(code, 2);
+    let (code, stderr) = run_with(&["--mode", "dual", "--load-archive", "/nonexistent/cni.tar"]);
+    assert_eq!(stderr, "error: cannot load archive /nonexistent/cni.tar into the nodes: it cannot be read: No such file or directory (os error 2)\n");
+    assert_eq!(code, 2);
+    let (code, stderr) = run_with(&["--mode", "dual", "--load-image", "dualstack.local/no-such-image:v0"]);
+    assert!(stderr.starts_with("error: cannot load image dualstack.local/no-such-image:v0 into the nodes: it is not in this machine's Docker engine"), "{stderr}");
+    assert_eq!(code, 2);
+}

@@ -362,14 +362,45 @@ fn ipv6_cluster_end_to_end() {
 #[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
 fn a_vendor_cni_from_a_manifest_passes() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    // Our default CNI's manifest, applied by hand to clusters created without any CNI.
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/cni/dualstack-cni.yaml");
+    // Our default CNI's manifest stands in for a vendor's: its image under a name no node has
+    // (`imagePullPolicy: Never`, so only --load-image can bring it), given for the dual mode only,
+    // with a ConfigMap whose data are the variables the manifest may use.
+    let pins = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/offline/versions.env")).unwrap_or_default();
+    let cni_image = pins.lines().find_map(|l| l.strip_prefix("CNI_IMAGE=")).unwrap_or_default().to_string();
+    let vendor_image = format!("dualstack.local/vendor-cni:e2e-{:x}", std::process::id());
+    let tagged = Command::new("docker").args(["tag", &cni_image, &vendor_image]).status();
+    assert!(tagged.is_ok_and(|s| s.success()), "docker tag {cni_image} {vendor_image}");
+    let ours = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/cni/dualstack-cni.yaml")).unwrap_or_default();
+    assert!(ours.contains(&format!("image: {cni_image}\n")) && ours.contains("imagePullPolicy: IfNotPresent"), "the CNI manifest changed shape");
+    let manifest = ours.replace(&format!("image: {cni_image}\n"), &format!("image: {vendor_image}\n")).replace("imagePullPolicy: IfNotPresent", "imagePullPolicy: Never")
+        + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: { name: install-env, namespace: kube-system }\ndata:\n"
+        + "  cluster: ${DUALSTACK_CLUSTER}\n  mode: ${DUALSTACK_MODE}\n  pods: \"${DUALSTACK_POD_SUBNETS}\"\n  services: \"${DUALSTACK_SERVICE_SUBNETS}\"\n  nodes: ${DUALSTACK_NODES}\n";
     let reports = std::env::temp_dir().join(format!("dualstack-cni-{:x}", std::process::id()));
-    let dir = reports.to_string_lossy().into_owned();
-    let run = dualstack(&["run", "--mode", "dual", "--cni-manifest", &manifest.to_string_lossy(), "--report-dir", &dir]);
-    assert_eq!(run.status.code(), Some(0), "{}", stdout(&run));
-    assert!(stdout(&run).contains("phase cni:"), "{}", stdout(&run));
-    validate_junit(&reports.join("junit.xml"));
+    std::fs::create_dir_all(&reports).unwrap();
+    let manifest_file = reports.join("vendor-cni.yaml");
+    std::fs::write(&manifest_file, manifest).unwrap();
+    let dir = reports.join("reports").to_string_lossy().into_owned();
+    let run = dualstack(&["run", "--mode", "dual", "--cni-manifest", &format!("dual={}", manifest_file.display()), "--load-image", &vendor_image, "--keep", "--report-dir", &dir]);
+    let out = stdout(&run);
+    let kept = out.lines().find_map(|l| l.split("kept cluster ").nth(1)).and_then(|rest| rest.split(';').next()).unwrap_or_default().to_string();
+    let install_env = if kept.is_empty() { String::new() } else {
+        let kubeconfig = cluster_files(&kept).kubeconfig.to_string_lossy().into_owned();
+        let got = stdout(&kubectl(&kubeconfig, &["-n", "kube-system", "get", "configmap", "install-env", "-o", "jsonpath={.data}"]));
+        let _ = dualstack(&["cluster", "down", "--name", &kept]);
+        got
+    };
+    let _ = Command::new("docker").args(["rmi", &vendor_image]).output();
+    assert_eq!(run.status.code(), Some(0), "{out}");
+    assert!(out.contains("[dual] phase load:") && out.contains("phase cni:"), "{out}");
+    let data: serde_json::Value = serde_json::from_str(&install_env).unwrap_or_else(|e| panic!("{e}: {install_env:?}"));
+    assert_eq!(
+        data,
+        serde_json::json!({
+            "cluster": kept, "mode": "dual", "pods": "10.244.0.0/16,fd00:10:244::/56", "services": "10.96.0.0/16,fd00:10:96::/112",
+            "nodes": format!("{kept}-control-plane,{kept}-worker,{kept}-worker2")
+        })
+    );
+    validate_junit(&reports.join("reports/junit.xml"));
     let _ = std::fs::remove_dir_all(&reports);
 }
 

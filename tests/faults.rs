@@ -192,7 +192,7 @@ fn each_fault_fails_exactly_its_checks_every_time() {
         assert!(catalogue.faults.iter().any(|f| &f.name == name), "DUALSTACK_FAULT={name}: no such fault in faults.yaml");
     }
     let runs = runs_per_fault(&catalogue.faults);
-    let (mut matrix, mut mismatches) = (Vec::new(), Vec::new());
+    let (mut matrix, mut timings, mut mismatches) = (Vec::new(), Vec::new(), Vec::new());
     // One cluster per mode, in the order the modes first appear.
     let mut ordered_modes: Vec<&str> = Vec::new();
     catalogue.faults.iter().for_each(|f| if !ordered_modes.contains(&f.mode.as_str()) { ordered_modes.push(&f.mode) });
@@ -224,7 +224,7 @@ fn each_fault_fails_exactly_its_checks_every_time() {
                 let DataplaneRun { code, failed, errored, passed, skipped, output } = run_dataplane(current, mode, hook.as_deref(), &reports);
                 let judged = started.elapsed();
                 let reverted = fault.revert.as_ref().is_some_and(|revert| script(&catalogue.prelude, revert, current));
-                eprintln!(
+                timings.push(format!(
                     "{:<48} {mode:<17} run {run}: failed {:>2} (expected {:>2}), passed {}, errors {errored:?}; {:.0}s, reverted {}",
                     fault.name,
                     failed.len(),
@@ -232,7 +232,7 @@ fn each_fault_fails_exactly_its_checks_every_time() {
                     passed.len(),
                     judged.as_secs_f64(),
                     if reverted { format!("in {:.0}s", (started.elapsed() - judged).as_secs_f64()) } else { "no: the cluster is recreated".into() }
-                );
+                ));
                 if let Err(e) = assert_everything_else_passed(&planned, &failed, &passed, &skipped) {
                     mismatches.push(format!("{} run {run}{after}: {e}", fault.name));
                 }
@@ -256,7 +256,10 @@ fn each_fault_fails_exactly_its_checks_every_time() {
             matrix.push(format!("{:<48} {mode:<17} x{} {first}", fault.name, failing_sets.len()));
         }
     }
-    eprintln!("fault matrix (fault, mode, runs -> failing checks):\n{}", matrix.join("\n"));
+    // Kept where a passing run leaves it too (libtest shows stderr only on failure).
+    let report = format!("fault matrix (fault, mode, runs -> failing checks):\n{}\n\nruns:\n{}\n", matrix.join("\n"), timings.join("\n"));
+    let _ = std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault-matrix.txt"), &report);
+    eprintln!("{report}");
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
 }
 

@@ -21,6 +21,9 @@ pub enum Error {
     Kubeconfig { path: PathBuf, cause: String },
     #[error("CNI manifest {path}: {message}")]
     CniManifest { path: PathBuf, message: String },
+    /// `--load-image` / `--load-archive` names what cannot be loaded. Bad input.
+    #[error("cannot load {image} into the nodes: {message}")]
+    ImageToLoad { image: String, message: String },
     /// `cluster down` of a name with neither nodes nor files on this machine. Bad input.
     #[error("no cluster named {name} on this machine (no KIND nodes, no files in {dir})")]
     ClusterNotFound { name: String, dir: PathBuf },
@@ -64,7 +67,7 @@ impl Error {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            Self::Table(_) | Self::Selection(_) | Self::Usage(_) | Self::Kubeconfig { .. } | Self::CniManifest { .. } | Self::ClusterNotFound { .. }
+            Self::Table(_) | Self::Selection(_) | Self::Usage(_) | Self::Kubeconfig { .. } | Self::CniManifest { .. } | Self::ImageToLoad { .. } | Self::ClusterNotFound { .. }
         )
     }
 }

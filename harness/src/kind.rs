@@ -35,11 +35,45 @@ pub struct ClusterSpec {
     pub workers: u8,
     /// false: no CNI is installed, so a vendor installs its own before nodes become Ready.
     pub default_cni: bool,
+    pub kube_proxy: KubeProxyMode,
+}
+
+/// kube-proxy's mode in a created cluster (kind's `networking.kubeProxyMode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KubeProxyMode {
+    #[default]
+    Iptables,
+    Nftables,
+    /// No kube-proxy: for CNIs that replace it.
+    None,
+}
+
+impl std::str::FromStr for KubeProxyMode {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "iptables" => Ok(Self::Iptables),
+            "nftables" => Ok(Self::Nftables),
+            "none" => Ok(Self::None),
+            other => Err(format!("unknown kube-proxy mode '{other}' (expected one of: iptables, nftables, none)")),
+        }
+    }
+}
+
+impl std::fmt::Display for KubeProxyMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Iptables => "iptables",
+            Self::Nftables => "nftables",
+            Self::None => "none",
+        })
+    }
 }
 
 impl ClusterSpec {
     pub fn new(mode: Mode) -> Self {
-        Self { mode, workers: 2, default_cni: true }
+        Self { mode, workers: 2, default_cni: true, kube_proxy: KubeProxyMode::Iptables }
     }
 
     pub fn node_count(&self) -> usize {
@@ -51,6 +85,21 @@ impl ClusterSpec {
     pub fn node_labels(&self) -> Vec<String> {
         let roles: Vec<bool> = (0..self.node_count()).map(|i| i == 0).collect();
         crate::plan::node_labels(&roles)
+    }
+
+    /// The node names kind gives cluster `name`.
+    pub fn node_names(&self, name: &str) -> Vec<String> {
+        self.node_labels().iter().map(|label| format!("{name}-{label}")).collect()
+    }
+
+    /// The pod subnets, primary first.
+    pub fn pod_subnets(&self) -> Vec<&'static str> {
+        self.mode.families().iter().map(|&f| pod_subnet(f)).collect()
+    }
+
+    /// The Service subnets, primary first.
+    pub fn service_subnets(&self) -> Vec<&'static str> {
+        self.mode.families().iter().map(|&f| service_subnet(f)).collect()
     }
 }
 
@@ -78,6 +127,7 @@ struct Networking {
     service_subnet: String,
     #[serde(rename = "disableDefaultCNI")]
     disable_default_cni: bool,
+    kube_proxy_mode: KubeProxyMode,
 }
 
 #[derive(Serialize)]
@@ -118,8 +168,6 @@ fn kubelet_patch(mode: Mode, host: HostNeeds) -> Option<String> {
 
 /// The KIND cluster config for `spec` on a host with `host` needs, as YAML.
 pub fn kind_config(spec: &ClusterSpec, host: HostNeeds) -> String {
-    let families = spec.mode.families();
-    let join = |f: fn(IpFamily) -> &'static str| families.iter().map(|&fam| f(fam)).collect::<Vec<_>>().join(",");
     let config = KindConfig {
         kind: "Cluster",
         api_version: "kind.x-k8s.io/v1alpha4",
@@ -130,9 +178,10 @@ pub fn kind_config(spec: &ClusterSpec, host: HostNeeds) -> String {
                 Mode::Dual | Mode::DualIpv6Primary => "dual",
             },
             api_server_address: "127.0.0.1",
-            pod_subnet: join(pod_subnet),
-            service_subnet: join(service_subnet),
+            pod_subnet: spec.pod_subnets().join(","),
+            service_subnet: spec.service_subnets().join(","),
             disable_default_cni: !spec.default_cni,
+            kube_proxy_mode: spec.kube_proxy,
         },
         containerd_config_patches: if host.restrict_oom_score_adj { vec![RESTRICT_OOM_SCORE_ADJ] } else { vec![] },
         kubeadm_config_patches: kubelet_patch(spec.mode, host).into_iter().collect(),
@@ -230,6 +279,19 @@ impl Kind {
             .await
             .map_err(Error::io(format!("running {}", self.binary.display())))?;
         command_result(&format!("kind load docker-image {image} --name {}", cluster.name), &out)
+    }
+
+    /// `kind load image-archive FILE`: the images of a `docker save` tarball, into every node.
+    pub async fn load_archive(&self, cluster: &ClusterFiles, archive: &Path) -> Result<()> {
+        let out = self
+            .command()
+            .args(["load", "image-archive"])
+            .arg(archive)
+            .args(["--name", &cluster.name])
+            .output()
+            .await
+            .map_err(Error::io(format!("running {}", self.binary.display())))?;
+        command_result(&format!("kind load image-archive {} --name {}", archive.display(), cluster.name), &out)
     }
 
     /// The names of the KIND clusters on this machine.
@@ -383,7 +445,7 @@ mod tests {
 
     #[test]
     fn kind_config_without_default_cni_on_a_plain_host() {
-        let spec = ClusterSpec { mode: Mode::Dual, workers: 2, default_cni: false };
+        let spec = ClusterSpec { mode: Mode::Dual, workers: 2, default_cni: false, kube_proxy: KubeProxyMode::Nftables };
         let plain = HostNeeds { restrict_oom_score_adj: false, cgroup_v1: false };
         insta::assert_snapshot!(kind_config(&spec, plain));
     }

@@ -11,6 +11,7 @@
 
 pub mod checks;
 pub mod cluster;
+pub mod cni;
 pub mod detect;
 pub mod error;
 pub mod host;

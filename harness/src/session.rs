@@ -5,8 +5,9 @@
 
 use crate::checks::Target as ClusterTarget;
 use crate::cluster::{self, KindCluster};
+use crate::cni::{self, CniInstall, ImageToLoad, InstallEnv};
 use crate::error::{Error, Result};
-use crate::kind::{ClusterFiles, ClusterSpec};
+use crate::kind::{ClusterFiles, ClusterSpec, KubeProxyMode};
 use crate::mode::Mode;
 use crate::plan::{Plan, PlannedCase, Target, node_labels};
 use crate::runner::{self, RunOptions};
@@ -21,32 +22,11 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How the vendor's CNI gets into a cluster created without the default one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CniInstall {
-    /// The offline image's default CNI.
-    Default,
-    /// `kubectl apply -f FILE`.
-    Manifest(PathBuf),
-    /// `sh -c CMD` with KUBECONFIG set (a helm install, for example).
-    Command(String),
-}
-
-impl std::fmt::Display for CniInstall {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Default => f.write_str("the default CNI"),
-            Self::Manifest(file) => write!(f, "kubectl apply -f {}", file.display()),
-            Self::Command(command) => write!(f, "sh -c {command:?}"),
-        }
-    }
-}
-
 /// Where the clusters come from.
 #[derive(Debug, Clone)]
 pub enum Clusters {
     Existing { kubeconfig: PathBuf, context: Option<String> },
-    Kind { cni: CniInstall, keep: bool, node_image: Option<String>, ready_timeout: Duration },
+    Kind { cni: CniInstall, images: Vec<ImageToLoad>, kube_proxy: KubeProxyMode, keep: bool, node_image: Option<String>, ready_timeout: Duration },
 }
 
 #[derive(Debug, Clone)]
@@ -55,45 +35,6 @@ pub struct Session {
     pub clusters: Clusters,
     /// Modes run at once.
     pub jobs: usize,
-}
-
-/// Validates a CNI manifest before any cluster work: readable YAML documents, each a Kubernetes
-/// object with apiVersion and kind.
-pub fn check_cni_manifest(path: &std::path::Path) -> Result<()> {
-    let bad = |message: String| Error::CniManifest { path: path.to_path_buf(), message };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let docs: Vec<serde_json::Value> = serde_saphyr::from_str_multiple::<serde_json::Value, Vec<_>>(&text).map_err(|e| bad(e.to_string().lines().next().unwrap_or_default().to_string()))?;
-    let objects: Vec<&serde_json::Value> = docs.iter().filter(|d| !d.is_null()).collect();
-    if objects.is_empty() {
-        return Err(bad("holds no Kubernetes object".into()));
-    }
-    for (i, doc) in objects.iter().enumerate() {
-        if doc.get("apiVersion").and_then(|v| v.as_str()).is_none() || doc.get("kind").and_then(|v| v.as_str()).is_none() {
-            return Err(bad(format!("document {} has no apiVersion and kind", i + 1)));
-        }
-    }
-    Ok(())
-}
-
-/// `kubectl`: the prepared one, else PATH.
-fn kubectl() -> PathBuf {
-    let prepared = crate::machine::cache_dir().join("bin/kubectl");
-    if prepared.is_file() { prepared } else { PathBuf::from("kubectl") }
-}
-
-async fn install_cni(cni: &CniInstall, kubeconfig: &std::path::Path) -> Result<()> {
-    let status = match cni {
-        CniInstall::Default => return Ok(()),
-        CniInstall::Manifest(file) => {
-            tokio::process::Command::new(kubectl()).arg("--kubeconfig").arg(kubeconfig).arg("apply").arg("-f").arg(file).status().await
-        }
-        CniInstall::Command(command) => tokio::process::Command::new("sh").args(["-ec", command]).env("KUBECONFIG", kubeconfig).status().await,
-    };
-    match status {
-        Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(Error::CniInstall { how: cni.to_string(), cause: format!("exited with {s}") }),
-        Err(e) => Err(Error::CniInstall { how: cni.to_string(), cause: e.to_string() }),
-    }
 }
 
 /// How a session ended.
@@ -178,16 +119,16 @@ impl Session {
 
     async fn run_mode(&self, mode: Mode, tables: &Tables, plan: &Plan, options: &RunOptions, emit: &(dyn Fn(Event) + Sync)) -> Result<()> {
         let cases: Vec<&PlannedCase> = plan.of_mode(mode).collect();
-        let (cni, keep, node_image, ready_timeout) = match &self.clusters {
+        let (cni, images, kube_proxy, keep, node_image, ready_timeout) = match &self.clusters {
             Clusters::Existing { kubeconfig, context } => {
                 let client = cluster::client_from_kubeconfig(kubeconfig, context.as_deref()).await?;
                 return run_on(&client, mode, tables, &cases, options, emit).await;
             }
-            Clusters::Kind { cni, keep, node_image, ready_timeout } => (cni, *keep, node_image.clone(), *ready_timeout),
+            Clusters::Kind { cni, images, kube_proxy, keep, node_image, ready_timeout } => (cni, images, *kube_proxy, *keep, node_image.clone(), *ready_timeout),
         };
         let name = crate::kind::unique_cluster_name(mode);
         let files = ClusterFiles::new(&name)?;
-        let spec = ClusterSpec { default_cni: *cni == CniInstall::Default, ..ClusterSpec::new(mode) };
+        let spec = ClusterSpec { default_cni: *cni == CniInstall::Default, kube_proxy, ..ClusterSpec::new(mode) };
         println!("[{mode}] creating cluster {name} ({} nodes)", spec.node_count());
         // Whatever happens next (failure, or an interrupt dropping this future), the cluster goes away.
         let guard = ClusterGuard { files: files.clone(), keep };
@@ -199,9 +140,15 @@ impl Session {
             timings.ready.as_secs_f64(),
             cluster.node_image
         );
+        let kind = crate::kind::Kind::locate()?;
+        if !images.is_empty() {
+            let started = Instant::now();
+            cni::load_images(&kind, &files, images).await?;
+            println!("[{mode}] phase load: {:.1}s ({})", started.elapsed().as_secs_f64(), images.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+        }
         if *cni != CniInstall::Default {
             let started = Instant::now();
-            install_cni(cni, &files.kubeconfig).await?;
+            cni::install(cni, mode, &files, &InstallEnv::new(&name, &spec, kind.binary())).await?;
             cluster::wait_ready(&cluster.client, spec.node_count(), ready_timeout).await?;
             println!("[{mode}] phase cni: {:.1}s (installed, nodes Ready, CoreDNS available)", started.elapsed().as_secs_f64());
         }
