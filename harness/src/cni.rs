@@ -225,13 +225,9 @@ pub async fn install(cni: &CniInstall, mode: Mode, files: &ClusterFiles, env: &I
         }
     };
     // kind and kubectl come first on PATH: the prepared ones, whatever the user's PATH holds.
-    let bin = crate::machine::cache_dir().join("bin");
-    let path = std::env::var_os("PATH").map_or_else(|| bin.clone().into_os_string(), |p| {
-        let mut joined = bin.clone().into_os_string();
-        joined.push(":");
-        joined.push(p);
-        joined
-    });
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::iter::once(crate::machine::cache_dir().join("bin")).chain(std::env::split_paths(&inherited));
+    let path = std::env::join_paths(dirs).map_err(|e| failed(format!("building PATH: {e}")))?;
     let status = command.env("KUBECONFIG", &files.kubeconfig).env("PATH", path).envs(env.vars()).kill_on_drop(true).status().await;
     match status {
         Ok(s) if s.success() => Ok(()),

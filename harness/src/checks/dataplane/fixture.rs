@@ -346,7 +346,8 @@ impl Fixture {
         Ok(Ok(endpoints))
     }
 
-    fn pod_without_address(&self, pod: &Pod, family: IpFamily) -> Missing {
+    /// What a case through `pod` lacks when the pod has no address of `family`.
+    pub fn pod_without_address(&self, pod: &Pod, family: IpFamily) -> Missing {
         pod_without_address(self.pod_ips_row.as_deref(), pod, family)
     }
 
