@@ -144,7 +144,7 @@ pub struct RunArgs {
     /// Seconds one scenario may take.
     #[arg(long, default_value_t = 30)]
     pub case_timeout: u64,
-    /// Seconds to wait for nodes Ready and CoreDNS available after create (and after a CNI install).
+    /// Seconds to wait for nodes Ready after create (and after a CNI install).
     #[arg(long, default_value_t = 180)]
     pub ready_timeout: u64,
     #[command(flatten)]
@@ -182,7 +182,7 @@ pub struct ListArgs {
 
 #[derive(Subcommand)]
 pub enum ClusterCommand {
-    /// Create a KIND cluster in MODE and wait until nodes are Ready and CoreDNS is available.
+    /// Create a KIND cluster in MODE and wait until nodes are Ready and cluster DNS answers.
     #[command(after_help = "Example: dualstack cluster up --mode dual --name my-dual")]
     Up(UpArgs),
     /// Delete a cluster created by `cluster up`, with its docker network and files.
@@ -216,7 +216,7 @@ pub struct UpArgs {
     /// kube-proxy's mode: iptables, nftables, or none (for a CNI that replaces kube-proxy).
     #[arg(long, default_value = "iptables")]
     pub kube_proxy: harness::kind::KubeProxyMode,
-    /// Seconds to wait for nodes Ready and CoreDNS available.
+    /// Seconds to wait for nodes Ready, and again for cluster DNS to have ready endpoints.
     #[arg(long, default_value_t = 180)]
     pub ready_timeout: u64,
 }

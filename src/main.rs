@@ -203,9 +203,12 @@ async fn cluster_up(args: UpArgs) -> Result<u8, Error> {
                     started.elapsed().as_secs_f64(), cluster.spec.node_count(), cluster.node_image
                 );
             } else {
+                let dns_started = Instant::now();
+                cluster::wait_cluster_dns(&cluster.client, Duration::from_secs(args.ready_timeout)).await?;
                 println!(
-                    "cluster {name} ready in {:.1}s (create {:.1}s, nodes Ready + CoreDNS {:.1}s), node image {}",
-                    started.elapsed().as_secs_f64(), timings.create.as_secs_f64(), timings.ready.as_secs_f64(), cluster.node_image
+                    "cluster {name} ready in {:.1}s (create {:.1}s, nodes Ready {:.1}s, cluster DNS {:.1}s), node image {}",
+                    started.elapsed().as_secs_f64(), timings.create.as_secs_f64(), timings.ready.as_secs_f64(),
+                    dns_started.elapsed().as_secs_f64(), cluster.node_image
                 );
             }
             println!("kubeconfig: {}", cluster.files.kubeconfig.display());

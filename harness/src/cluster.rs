@@ -5,7 +5,6 @@ use crate::host::HostNeeds;
 use crate::kind::{self, ClusterFiles, ClusterSpec, Kind};
 use crate::machine;
 use crate::wait::poll;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -47,8 +46,9 @@ pub struct UpTimings {
 }
 
 impl KindCluster {
-    /// Creates the cluster and waits until every node is Ready and CoreDNS is available. Anything
-    /// created is removed again when this fails.
+    /// Creates the cluster and waits until every node is Ready (registered, without the default
+    /// CNI). Cluster DNS is not waited for here: the data-plane fixture waits for it while its pods
+    /// start, and `cluster up` after this. Anything created is removed again when this fails.
     pub async fn up(
         name: &str,
         spec: ClusterSpec,
@@ -78,7 +78,7 @@ impl KindCluster {
         };
         // Without a CNI nodes stay NotReady until the vendor installs one: wait for the API only.
         let waited = if spec.default_cni {
-            wait_ready(&client, spec.node_count(), ready_timeout).await
+            wait_nodes_ready(&client, spec.node_count(), ready_timeout).await
         } else {
             wait_nodes_registered(&client, spec.node_count(), ready_timeout).await
         };
@@ -196,9 +196,8 @@ async fn wait_nodes_registered(client: &Client, expected: usize, timeout: Durati
     .await
 }
 
-/// Waits until `expected` nodes are Ready and the CoreDNS Deployment has all replicas available.
-pub async fn wait_ready(client: &Client, expected: usize, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
+/// Waits until `expected` nodes are Ready.
+pub async fn wait_nodes_ready(client: &Client, expected: usize, timeout: Duration) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     poll(&format!("{expected} nodes Ready"), timeout, POLL_INTERVAL, || async {
         let list = nodes.list(&ListParams::default()).await?;
@@ -213,16 +212,6 @@ pub async fn wait_ready(client: &Client, expected: usize, timeout: Duration) -> 
                 .collect();
             Err(format!("{ready}/{expected} Ready ({})", names.join(", ")))
         })
-    })
-    .await?;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "kube-system");
-    let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(5));
-    poll("CoreDNS (kube-system/coredns) available", remaining, POLL_INTERVAL, || async {
-        let dep = deployments.get("coredns").await?;
-        let status = dep.status.unwrap_or_default();
-        let want = dep.spec.and_then(|s| s.replicas).unwrap_or(1);
-        let available = status.available_replicas.unwrap_or(0);
-        Ok(if available >= want { Ok(()) } else { Err(format!("{available}/{want} coredns replicas available")) })
     })
     .await
 }

@@ -79,6 +79,7 @@ impl Session {
         interrupt: impl std::future::Future<Output = u8>,
     ) -> Ended {
         let finished: Mutex<BTreeSet<(String, String, String)>> = Mutex::default();
+        let deletions: Mutex<Vec<tokio::task::JoinHandle<()>>> = Mutex::default();
         let tracking = |event: Event| {
             if let Event::CaseFinished(case) = &event
                 && let Ok(mut finished) = finished.lock()
@@ -90,9 +91,10 @@ impl Session {
         let modes = futures::stream::iter(self.modes.iter().copied())
             .map(|mode| {
                 let tracking = &tracking;
+                let deletions = &deletions;
                 async move {
                     let started = Instant::now();
-                    let outcome = self.run_mode(mode, tables, plan, options, tracking).await;
+                    let outcome = self.run_mode(mode, tables, plan, options, tracking, deletions).await;
                     if let Err(e) = &outcome {
                         tracking(Event::SetupFailed { mode: mode.name().into(), phase: phase_of(e).into(), message: e.to_string() });
                     }
@@ -102,7 +104,7 @@ impl Session {
             })
             .buffer_unordered(self.jobs.max(1))
             .collect::<Vec<_>>();
-        tokio::select! {
+        let ended = tokio::select! {
             outcomes = modes => Ended::Finished(outcomes),
             code = interrupt => {
                 // The modes' futures are dropped here: their cluster guards delete the clusters.
@@ -114,10 +116,23 @@ impl Session {
                 }
                 Ended::Interrupted(code)
             }
-        }
+        };
+        let deletions = deletions.into_inner().unwrap_or_default();
+        futures::future::join_all(deletions).await;
+        ended
     }
 
-    async fn run_mode(&self, mode: Mode, tables: &Tables, plan: &Plan, options: &RunOptions, emit: &(dyn Fn(Event) + Sync)) -> Result<()> {
+    /// One mode: its cluster, the suites, then the cluster's deletion, handed to `deletions` so that
+    /// the next mode's cluster is created meanwhile.
+    async fn run_mode(
+        &self,
+        mode: Mode,
+        tables: &Tables,
+        plan: &Plan,
+        options: &RunOptions,
+        emit: &(dyn Fn(Event) + Sync),
+        deletions: &Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    ) -> Result<()> {
         let cases: Vec<&PlannedCase> = plan.of_mode(mode).collect();
         let (cni, images, kube_proxy, keep, node_image, ready_timeout) = match &self.clusters {
             Clusters::Existing { kubeconfig, context } => {
@@ -134,7 +149,7 @@ impl Session {
         let guard = ClusterGuard { files: files.clone(), keep };
         let (cluster, timings) = KindCluster::up(&name, spec.clone(), node_image, ready_timeout).await?;
         println!(
-            "[{mode}] phase create: {:.1}s (kind {:.1}s, API/Ready + CoreDNS {:.1}s), cluster {name}, node image {}",
+            "[{mode}] phase create: {:.1}s (kind {:.1}s, nodes Ready {:.1}s), cluster {name}, node image {}",
             (timings.create + timings.ready).as_secs_f64(),
             timings.create.as_secs_f64(),
             timings.ready.as_secs_f64(),
@@ -149,8 +164,8 @@ impl Session {
         if *cni != CniInstall::Default {
             let started = Instant::now();
             cni::install(cni, mode, &files, &InstallEnv::new(&name, &spec, kind.binary())).await?;
-            cluster::wait_ready(&cluster.client, spec.node_count(), ready_timeout).await?;
-            println!("[{mode}] phase cni: {:.1}s (installed, nodes Ready, CoreDNS available)", started.elapsed().as_secs_f64());
+            cluster::wait_nodes_ready(&cluster.client, spec.node_count(), ready_timeout).await?;
+            println!("[{mode}] phase cni: {:.1}s (installed, nodes Ready)", started.elapsed().as_secs_f64());
         }
         // Count this mode's failures; after any, kind's logs are exported where they outlive the cluster.
         let failures = std::sync::atomic::AtomicUsize::new(0);
@@ -173,10 +188,15 @@ impl Session {
         if keep {
             println!("[{mode}] kept cluster {name}; kubeconfig {}", files.kubeconfig.display());
         }
-        let deleting = Instant::now();
-        guard.finish().await;
         if !keep {
-            println!("[{mode}] phase delete: {:.1}s", deleting.elapsed().as_secs_f64());
+            let deletion = tokio::spawn(async move {
+                let deleting = Instant::now();
+                guard.finish().await;
+                println!("[{mode}] phase delete: {:.1}s", deleting.elapsed().as_secs_f64());
+            });
+            if let Ok(mut deletions) = deletions.lock() {
+                deletions.push(deletion);
+            }
         }
         outcome
     }
@@ -238,7 +258,6 @@ async fn run_on(
         });
     }
     println!("[{mode}] cluster detected: {} service ranges {:?}, Kubernetes {}", facts.mode, facts.service_cidrs, facts.server_version);
-    cluster::wait_cluster_dns(client, Duration::from_secs(60)).await?;
     let collected = crate::probe_pod::collect_expired_namespaces(client).await?;
     if !collected.is_empty() {
         println!("[{mode}] collected {} namespaces left by crashed runs: {}", collected.len(), collected.join(", "));

@@ -21,6 +21,8 @@ use std::time::Duration;
 
 /// How long the fixture may take to be ready, and one action to finish.
 const DATAPLANE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a run waits for cluster DNS to have a ready endpoint of each family.
+const CLUSTER_DNS_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct DataplaneChecks {
     /// Test-only: a shell command run once the fixture is ready (fault injection), with the
@@ -31,8 +33,10 @@ pub struct DataplaneChecks {
 impl CheckKind for DataplaneChecks {
     type Context = Fixture;
 
+    /// Most of a data-plane case is waiting (a convergence window, a timeout, an exec round trip):
+    /// at 8 at once, a dual cluster's 108 cases queued for 30 s on 2 cores.
     fn concurrency(&self) -> usize {
-        8
+        16
     }
 
     fn case_timeout(&self) -> Duration {
@@ -41,7 +45,18 @@ impl CheckKind for DataplaneChecks {
 
     async fn prepare(&self, target: &Target<'_>) -> Result<Fixture> {
         let pod_ips_row = target.tables.dataplane.iter().find(|r| r.check == crate::table::dataplane::Check::PodIps).map(|r| r.id.clone());
-        let fixture = Fixture::create(target.client, target.facts.mode, pod_ips_row, DATAPLANE_TIMEOUT).await?;
+        // Cluster DNS (which a cluster just created may still be starting) settles while the
+        // fixture's pods start: the DNS checks need it, nothing before them does.
+        let (fixture, dns) = tokio::join!(
+            Fixture::create(target.client, target.facts.mode, pod_ips_row, DATAPLANE_TIMEOUT),
+            crate::cluster::wait_cluster_dns(target.client, CLUSTER_DNS_TIMEOUT),
+        );
+        let fixture = fixture?;
+        if let Err(e) = dns {
+            fixture.delete().await;
+            return Err(e);
+        }
+        println!("[{}] data-plane fixture ready in {:.1}s, cluster DNS answering", target.facts.mode, fixture.started.elapsed().as_secs_f64());
         if let Some(hook) = &self.after_fixture_hook {
             // Test-only: the project's fault-injection tests break the cluster here.
             let status = tokio::process::Command::new("sh").args(["-ec", hook]).env("DUALSTACK_FIXTURE_NAMESPACE", &fixture.namespace).status().await;
