@@ -92,6 +92,27 @@ pub struct SelectionArgs {
     pub shard: Option<String>,
 }
 
+/// Images a vendor's CNI needs in the nodes (an offline cluster pulls nothing).
+#[derive(Args, Clone)]
+pub struct ImageArgs {
+    /// Load this image from the machine's Docker engine into every node of each created cluster
+    /// before the CNI install (repeatable).
+    #[arg(long, value_name = "IMAGE")]
+    pub load_image: Vec<String>,
+    /// Load the images of this `docker save` tarball into every node of each created cluster
+    /// before the CNI install (repeatable).
+    #[arg(long, value_name = "FILE.tar")]
+    pub load_archive: Vec<PathBuf>,
+}
+
+impl ImageArgs {
+    pub fn images(&self) -> Vec<harness::cni::ImageToLoad> {
+        use harness::cni::ImageToLoad;
+        let images = self.load_image.iter().cloned().map(ImageToLoad::Image);
+        images.chain(self.load_archive.iter().cloned().map(ImageToLoad::Archive)).collect()
+    }
+}
+
 #[derive(Args)]
 pub struct RunArgs {
     /// ipv4, ipv6, dual (IPv4 primary), dual-ipv6-primary, or all (repeatable).
@@ -116,14 +137,8 @@ pub struct RunArgs {
     /// replaces kube-proxy).
     #[arg(long, default_value = "iptables")]
     pub kube_proxy: harness::kind::KubeProxyMode,
-    /// Load this image from the machine's Docker engine into every node of each created cluster
-    /// before the CNI install (repeatable).
-    #[arg(long, value_name = "IMAGE")]
-    pub load_image: Vec<String>,
-    /// Load the images of this `docker save` tarball into every node of each created cluster
-    /// before the CNI install (repeatable).
-    #[arg(long, value_name = "FILE.tar")]
-    pub load_archive: Vec<PathBuf>,
+    #[command(flatten)]
+    pub images: ImageArgs,
     /// Node image for created clusters (default: the prepared offline image, else kindest/node).
     #[arg(long)]
     pub node_image: Option<String>,
@@ -219,6 +234,8 @@ pub struct UpArgs {
     /// Seconds to wait for nodes Ready, and again for cluster DNS to have ready endpoints.
     #[arg(long, default_value_t = 180)]
     pub ready_timeout: u64,
+    #[command(flatten)]
+    pub images: ImageArgs,
 }
 
 #[derive(Args)]

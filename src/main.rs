@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod embedded;
 mod exit;
 mod signals;
 
@@ -12,7 +13,7 @@ use harness::cluster::{self, KindCluster};
 use harness::kind::{ClusterFiles, ClusterSpec};
 use harness::plan::{Plan, Target};
 use harness::runner::RunOptions;
-use harness::cni::{CniInstall, CniManifests, ImageToLoad};
+use harness::cni::{CniInstall, CniManifests};
 use harness::session::{Clusters, Ended, Session};
 use harness::table::{Selection, Tables};
 use harness::{Error, Mode};
@@ -82,7 +83,7 @@ fn parse_modes(names: &[String]) -> Result<Vec<Mode>, Error> {
 
 /// The built-in tables plus the vendor's, keeping the suites asked for, and the selection flags.
 fn load(selection: &SelectionArgs) -> Result<(Tables, Selection), Error> {
-    let builtin = std::env::var_os("DUALSTACK_SUITES").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("suites"), PathBuf::from);
+    let builtin = embedded::source_root()?.join("suites");
     let dirs: Vec<PathBuf> = std::iter::once(builtin).chain(selection.suite_dirs.iter().cloned()).collect();
     let mut tables = harness::table::load_dirs(&dirs)?;
     tables.retain_suites(&selection.suites).map_err(Error::Usage)?;
@@ -117,6 +118,18 @@ fn write_reports(report: &reports::Report, dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Writes the reports of a run that could not start: a setup error per mode. Hands `error` back.
+fn report_setup_failure(modes: &[Mode], phase: &str, error: Error, dir: &Path, verbosity: Verbosity) -> Error {
+    let reporter = reports::Reporter::new(verbosity);
+    for mode in modes {
+        reporter.write_event(reports::Event::SetupFailed { mode: mode.name().into(), phase: phase.into(), message: error.to_string() });
+    }
+    if let Err(e) = write_reports(&reporter.finish(), dir) {
+        eprintln!("warning: {e}");
+    }
+    error
+}
+
 async fn run_suites(args: RunArgs, verbosity: Verbosity) -> Result<u8, Error> {
     let modes = parse_modes(&args.modes)?;
     let judge_as = args.judge_as.as_deref().map(parse_mode).transpose()?;
@@ -127,7 +140,11 @@ async fn run_suites(args: RunArgs, verbosity: Verbosity) -> Result<u8, Error> {
             return Err(Error::Usage(format!("--kubeconfig {} is one cluster of one mode; give one --mode", kubeconfig.display())));
         }
         Some(kubeconfig) => {
-            cluster::check_kubeconfig(kubeconfig, args.context.as_deref()).await?;
+            match cluster::check_kubeconfig(kubeconfig, args.context.as_deref()).await {
+                // The cluster is down, not the input bad: CI still gets a report that says so.
+                Err(e @ Error::Unreachable { .. }) => return Err(report_setup_failure(&modes, "connect", e, &args.report_dir, verbosity)),
+                checked => checked?,
+            }
             Clusters::Existing { kubeconfig: kubeconfig.clone(), context: args.context.clone() }
         }
         None => {
@@ -140,8 +157,7 @@ async fn run_suites(args: RunArgs, verbosity: Verbosity) -> Result<u8, Error> {
                     CniInstall::Manifests(manifests)
                 }
             };
-            let images: Vec<ImageToLoad> =
-                args.load_image.iter().cloned().map(ImageToLoad::Image).chain(args.load_archive.iter().cloned().map(ImageToLoad::Archive)).collect();
+            let images = args.images.images();
             harness::cni::check_images(&images).await?;
             Clusters::Kind { cni, images, kube_proxy: args.kube_proxy, keep: args.keep, node_image: args.node_image.clone(), ready_timeout: Duration::from_secs(args.ready_timeout) }
         }
@@ -182,7 +198,7 @@ async fn run_suites(args: RunArgs, verbosity: Verbosity) -> Result<u8, Error> {
 }
 
 async fn prepare(node_source: harness::prepare::NodeSource) -> Result<u8, Error> {
-    Ok(if harness::prepare::prepare(node_source).await? { exit::OK } else { exit::ENVIRONMENT })
+    Ok(if harness::prepare::prepare(node_source, &embedded::source_root()?.join("fixtures")).await? { exit::OK } else { exit::ENVIRONMENT })
 }
 
 async fn cluster_up(args: UpArgs) -> Result<u8, Error> {
@@ -190,12 +206,23 @@ async fn cluster_up(args: UpArgs) -> Result<u8, Error> {
     let name = args.name.unwrap_or_else(|| harness::kind::unique_cluster_name(mode));
     let files = ClusterFiles::new(&name)?;
     let spec = ClusterSpec { mode, workers: args.workers, default_cni: !args.no_default_cni, kube_proxy: args.kube_proxy };
+    let images = args.images.images();
+    harness::cni::check_images(&images).await?;
     println!("creating {mode} cluster {name} ({} nodes)", spec.node_count());
     let started = Instant::now();
     let up = KindCluster::up(&name, spec, args.node_image, Duration::from_secs(args.ready_timeout));
     tokio::select! {
         result = up => {
             let (cluster, timings) = result?;
+            if !images.is_empty() {
+                let loading = Instant::now();
+                if let Err(e) = harness::cni::load_images(&harness::kind::Kind::locate()?, &cluster.files, &images).await {
+                    // `cluster up` leaves a whole cluster or none.
+                    cluster::destroy(&files).await?;
+                    return Err(e);
+                }
+                println!("loaded into every node in {:.1}s: {}", loading.elapsed().as_secs_f64(), images.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+            }
             if !cluster.spec.default_cni {
                 // Without a CNI the nodes stay NotReady: the cluster is up, not ready.
                 println!(

@@ -143,6 +143,26 @@ fn a_kubeconfig_that_is_not_yaml_is_a_usage_error() {
 }
 
 #[test]
+fn an_api_server_that_does_not_answer_is_named_with_its_url_and_reported() {
+    let dir = temp_dir("unreachable");
+    let file = dir.join("kubeconfig");
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters: [{name: k, cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}}]\n\
+         users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: k, user: u}}]\n",
+    )
+    .ok();
+    let reports = dir.join("reports");
+    let (code, stderr) = run(dualstack().args(["run", "--mode", "dual", "--kubeconfig"]).arg(&file).arg("--report-dir").arg(&reports));
+    let expected = format!("error: the API server https://127.0.0.1:1/ (kubeconfig {}) does not answer: ", file.display());
+    assert!(stderr.starts_with(&expected) && stderr.contains("Connection refused"), "stderr: {stderr}");
+    assert_eq!(code, 3);
+    let junit = std::fs::read_to_string(reports.join("junit.xml")).unwrap_or_default();
+    assert!(junit.contains(r#"<testcase name="connect cluster setup [dual]""#) && junit.contains("Connection refused"), "{junit}");
+}
+
+#[test]
 fn no_docker_is_an_environment_error() {
     // A PATH without docker stands for a machine where Docker is missing.
     let empty = temp_dir("nopath");

@@ -358,15 +358,11 @@ fn ipv6_cluster_end_to_end() {
     end_to_end(Mode::Ipv6, Mode::DualIpv6Primary, 40);
 }
 
-#[test]
-#[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
-fn a_vendor_cni_from_a_manifest_passes() {
-    let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    // Our default CNI's manifest stands in for a vendor's: its image under a name no node has
-    // (`imagePullPolicy: Never`, so only --load-image can bring it), given for the dual mode only,
-    // with a ConfigMap whose data are the variables the manifest may use.
-    let pins = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/offline/versions.env")).unwrap_or_default();
-    let cni_image = pins.lines().find_map(|l| l.strip_prefix("CNI_IMAGE=")).unwrap_or_default().to_string();
+/// Our default CNI's manifest standing in for a vendor's: its image re-tagged under a name no node
+/// has (`imagePullPolicy: Never`, so only --load-image can bring it), plus a ConfigMap whose data
+/// are the variables the manifest may use. Returns (image, manifest file).
+fn vendor_cni(dir: &std::path::Path) -> (String, PathBuf) {
+    let cni_image = pin("CNI_IMAGE");
     let vendor_image = format!("dualstack.local/vendor-cni:e2e-{:x}", std::process::id());
     let tagged = Command::new("docker").args(["tag", &cni_image, &vendor_image]).status();
     assert!(tagged.is_ok_and(|s| s.success()), "docker tag {cni_image} {vendor_image}");
@@ -375,10 +371,25 @@ fn a_vendor_cni_from_a_manifest_passes() {
     let manifest = ours.replace(&format!("image: {cni_image}\n"), &format!("image: {vendor_image}\n")).replace("imagePullPolicy: IfNotPresent", "imagePullPolicy: Never")
         + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: { name: install-env, namespace: kube-system }\ndata:\n"
         + "  cluster: ${DUALSTACK_CLUSTER}\n  mode: ${DUALSTACK_MODE}\n  pods: \"${DUALSTACK_POD_SUBNETS}\"\n  services: \"${DUALSTACK_SERVICE_SUBNETS}\"\n  nodes: ${DUALSTACK_NODES}\n";
-    let reports = std::env::temp_dir().join(format!("dualstack-cni-{:x}", std::process::id()));
-    std::fs::create_dir_all(&reports).unwrap();
-    let manifest_file = reports.join("vendor-cni.yaml");
+    std::fs::create_dir_all(dir).unwrap();
+    let manifest_file = dir.join("vendor-cni.yaml");
     std::fs::write(&manifest_file, manifest).unwrap();
+    (vendor_image, manifest_file)
+}
+
+/// A pin of fixtures/offline/versions.env.
+fn pin(key: &str) -> String {
+    let pins = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/offline/versions.env")).unwrap_or_default();
+    pins.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).unwrap_or_default().to_string()
+}
+
+#[test]
+#[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
+fn a_vendor_cni_from_a_manifest_passes() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let reports = std::env::temp_dir().join(format!("dualstack-cni-{:x}", std::process::id()));
+    // Given for the dual mode only.
+    let (vendor_image, manifest_file) = vendor_cni(&reports);
     let dir = reports.join("reports").to_string_lossy().into_owned();
     let run = dualstack(&["run", "--mode", "dual", "--cni-manifest", &format!("dual={}", manifest_file.display()), "--load-image", &vendor_image, "--keep", "--report-dir", &dir]);
     let out = stdout(&run);
@@ -392,6 +403,24 @@ fn a_vendor_cni_from_a_manifest_passes() {
     let _ = Command::new("docker").args(["rmi", &vendor_image]).output();
     assert_eq!(run.status.code(), Some(0), "{out}");
     assert!(out.contains("[dual] phase load:") && out.contains("phase cni:"), "{out}");
+    // kubectl apply's output, told apart by its mode.
+    assert!(out.contains("[dual] cni: daemonset.apps/"), "{out}");
+    // The reports say what was tested.
+    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(reports.join("reports/results.json")).unwrap_or_default()).unwrap_or_default();
+    let property = |name: &str| {
+        let found = results["properties"].as_array().into_iter().flatten().find(|p| p["name"] == name);
+        found.map(|p| (p["mode"].as_str().unwrap_or("run").to_string(), p["value"].as_str().unwrap_or_default().to_string())).unwrap_or_default()
+    };
+    let (cni_mode, cni) = property("cni");
+    assert_eq!(cni_mode, "dual");
+    assert!(cni.starts_with(&format!("manifest {} (sha256:", manifest_file.display())) && cni.len() == format!("manifest {} (sha256:)", manifest_file.display()).len() + 64, "{cni}");
+    let (_, loaded) = property("images loaded");
+    assert!(loaded.starts_with(&format!("{vendor_image} (sha256:")), "{loaded}");
+    assert_eq!(property("kube-proxy"), ("dual".to_string(), "iptables".to_string()));
+    assert_eq!(property("kubernetes").1, pin("K8S_VERSION"));
+    assert!(property("node image").1.starts_with("dualstack.local/kind-node:"), "{results}");
+    let junit = std::fs::read_to_string(reports.join("reports/junit.xml")).unwrap_or_default();
+    assert!(junit.contains(r#"<property name="kube-proxy" value="iptables"/>"#), "{junit}");
     let data: serde_json::Value = serde_json::from_str(&install_env).unwrap_or_else(|e| panic!("{e}: {install_env:?}"));
     assert_eq!(
         data,
@@ -406,6 +435,34 @@ fn a_vendor_cni_from_a_manifest_passes() {
 
 #[test]
 #[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
+fn a_vendor_cni_whose_image_is_not_loaded_fails_in_the_cni_phase() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("dualstack-cni-unloaded-{:x}", std::process::id()));
+    let (vendor_image, manifest_file) = vendor_cni(&dir);
+    let reports = dir.join("reports").to_string_lossy().into_owned();
+    // No --load-image: the DaemonSet's pods wait for an image no node has.
+    let run = dualstack(&["run", "--mode", "ipv4", "--cni-manifest", &manifest_file.to_string_lossy(), "--ready-timeout", "30", "--report-dir", &reports]);
+    let _ = Command::new("docker").args(["rmi", &vendor_image]).output();
+    let out = stdout(&run);
+    assert_eq!(run.status.code(), Some(3), "{out}");
+    let failed = out.lines().find(|l| l.contains("[ipv4] SETUP FAILED in cni: ")).unwrap_or_else(|| panic!("no CNI failure line: {out}"));
+    let name = out.lines().find_map(|l| l.split("creating cluster ").nth(1)).and_then(|r| r.split(' ').next()).unwrap_or_default().to_string();
+    let nodes = format!("{name}-control-plane, {name}-worker, {name}-worker2");
+    assert!(failed.contains(&format!("image {vendor_image} is not on node {nodes} and is not pulled (ErrImageNeverPull")), "{failed}");
+    assert!(failed.contains("timed out after 30s waiting for 3 nodes Ready"), "{failed}");
+    let logs = failed.split("KIND logs exported to ").nth(1).and_then(|r| r.split(';').next()).unwrap_or_default();
+    assert!(std::path::Path::new(logs).join(format!("{name}-control-plane")).is_dir(), "no exported logs at {logs}: {failed}");
+    assert!(failed.ends_with("run again with --keep to keep the cluster for a look"), "{failed}");
+    assert_eq!(docker_leftovers(&name), Vec::<String>::new());
+    // The pods' states and events reach JUnit beside the setup error.
+    let junit = std::fs::read_to_string(dir.join("reports/junit.xml")).unwrap_or_default();
+    assert!(junit.contains(r#"<testcase name="cni cluster setup [ipv4]""#) && junit.contains("ErrImageNeverPull") && junit.contains("event "), "{junit}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(logs);
+}
+
+#[test]
+#[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
 fn a_node_image_that_does_not_exist_fails_cleanly() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let name = unique("e2e-noimage");
@@ -415,6 +472,8 @@ fn a_node_image_that_does_not_exist_fails_cleanly() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with(&format!("error: creating cluster {name} failed: ")), "{err}");
     assert_eq!(docker_leftovers(&name), Vec::<String>::new());
+    // The logs the message points at stay until the user removes them, as here.
+    assert_eq!(dualstack(&["cluster", "down", "--name", &name]).status.code(), Some(0));
 }
 
 #[test]
@@ -429,6 +488,9 @@ fn kind_failing_mid_create_leaves_nothing_behind() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("exported logs: "), "{err}");
     assert_eq!(docker_leftovers(&name), Vec::<String>::new());
+    let exported = err.split("exported logs: ").nth(1).and_then(|rest| rest.split(')').next()).unwrap_or_default();
+    assert!(std::path::Path::new(exported).is_dir(), "exported logs {exported} are not there: {err}");
+    assert_eq!(dualstack(&["cluster", "down", "--name", &name]).status.code(), Some(0));
 }
 
 /// Starts `dualstack run`, waits until its output shows `marker`, sends `signal`, and checks the

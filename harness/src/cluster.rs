@@ -27,7 +27,28 @@ pub async fn client_from_kubeconfig(path: &Path, context: Option<&str>) -> Resul
     let kubeconfig = Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
     let options = KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| bad(e.to_string()))?;
-    Client::try_from(config).map_err(|e| bad(e.to_string()))
+    let url = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(|e| bad(e.to_string()))?;
+    // One round trip now, so that a server that does not answer is named with its URL and the whole
+    // cause ("tcp connect error: Connection refused"), not a bare "client error (Connect)" later.
+    match client.apiserver_version().await {
+        Ok(_) => Ok(client),
+        Err(e) => Err(Error::Unreachable { url, kubeconfig: path.to_path_buf(), cause: causes(&e) }),
+    }
+}
+
+/// An error and its sources, outermost first, each once.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = e.source();
+    }
+    parts.join(": ")
 }
 
 /// A KIND cluster created by the harness.

@@ -88,3 +88,41 @@ pub async fn detect(client: &Client) -> Result<ClusterFacts> {
     let server_version = client.apiserver_version().await.map(|v| v.git_version).unwrap_or_else(|_| "unknown".into());
     Ok(ClusterFacts { mode, service_cidrs, kubernetes_ip, server_version })
 }
+
+/// kube-proxy's mode as its kubeadm ConfigMap (`kube-system/kube-proxy`) states it, for the
+/// reports; a cluster without that ConfigMap runs no kubeadm-installed kube-proxy.
+pub async fn kube_proxy_mode(client: &Client) -> String {
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "kube-system");
+    match config_maps.get_opt("kube-proxy").await {
+        Ok(Some(config_map)) => {
+            let config = config_map.data.and_then(|d| d.get("config.conf").cloned()).unwrap_or_default();
+            kube_proxy_mode_of(&config)
+        }
+        Ok(None) => "none (no kube-system/kube-proxy ConfigMap)".to_string(),
+        Err(e) => format!("unknown ({e})"),
+    }
+}
+
+/// The `mode:` of a KubeProxyConfiguration; empty means the platform default, iptables on Linux.
+fn kube_proxy_mode_of(config: &str) -> String {
+    let mode = config.lines().find_map(|line| line.strip_prefix("mode:")).map(|m| m.trim().trim_matches(['"', '\'']));
+    match mode {
+        Some("") | None => "iptables (mode unset: the Linux default)".to_string(),
+        Some(mode) => mode.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kube_proxy_mode_of;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("apiVersion: kubeproxy.config.k8s.io/v1alpha1\nmode: nftables\n", "nftables")]
+    #[case("kind: KubeProxyConfiguration\nmode: \"\"\n", "iptables (mode unset: the Linux default)")]
+    #[case("kind: KubeProxyConfiguration\n", "iptables (mode unset: the Linux default)")]
+    #[case("mode: 'ipvs'\n", "ipvs")]
+    fn kube_proxy_mode_from_its_config(#[case] config: &str, #[case] mode: &str) {
+        assert_eq!(kube_proxy_mode_of(config), mode);
+    }
+}

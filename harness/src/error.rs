@@ -19,6 +19,9 @@ pub enum Error {
     Usage(String),
     #[error("kubeconfig {path}: {cause}")]
     Kubeconfig { path: PathBuf, cause: String },
+    /// The kubeconfig reads, but its API server does not answer (every cause in the chain).
+    #[error("the API server {url} (kubeconfig {}) does not answer: {cause}", kubeconfig.display())]
+    Unreachable { url: String, kubeconfig: PathBuf, cause: String },
     #[error("CNI manifest {path}: {message}")]
     CniManifest { path: PathBuf, message: String },
     /// `--load-image` / `--load-archive` names what cannot be loaded. Bad input.
@@ -36,8 +39,10 @@ pub enum Error {
     /// A command the harness runs (kind, docker) exited non-zero.
     #[error("{command} failed: {output}")]
     Command { command: String, output: String },
+    /// The CNI phase failed: the install itself, or the nodes never became Ready after it.
+    /// `details` (pods, events, log lines) go to the reports, not the one-line message.
     #[error("installing the CNI ({how}) failed: {cause}")]
-    CniInstall { how: String, cause: String },
+    CniInstall { how: String, cause: String, details: String },
     /// The cluster is not in the mode the run asked for.
     #[error("the cluster is {detected} (service ranges {ranges}), not {requested} as requested; refusing to run")]
     ModeMismatch { requested: String, detected: String, ranges: String },
@@ -57,6 +62,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// What the reports attach to the failed setup beyond the message.
+    pub fn details(&self) -> Option<&str> {
+        match self {
+            Self::CniInstall { details, .. } if !details.is_empty() => Some(details),
+            _ => None,
+        }
+    }
+
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
         let context = context.into();
         move |source| Self::Io { context, source }

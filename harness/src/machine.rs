@@ -86,13 +86,14 @@ fn effective_uid() -> u32 {
 
 /// Whether docker has `image` locally.
 pub async fn docker_has_image(image: &str) -> bool {
-    Command::new("docker")
-        .args(["image", "inspect", image])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await
-        .is_ok_and(|s| s.success())
+    docker_image_id(image).await.is_some()
+}
+
+/// The image's ID (`sha256:...`) in this machine's Docker engine, if it has the image.
+pub async fn docker_image_id(image: &str) -> Option<String> {
+    let out = Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", image]).stderr(Stdio::null()).output().await.ok()?;
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !id.is_empty()).then_some(id)
 }
 
 /// Fails with an environment error when no Docker engine answers.

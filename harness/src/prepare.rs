@@ -2,7 +2,7 @@
 //! directory this crate decides (`machine::cache_dir`), and tells whether a machine is prepared.
 
 use crate::error::{Error, Result};
-use std::path::PathBuf;
+use std::path::Path;
 
 /// Where the node image comes from; prepare.sh takes it as `DUALSTACK_NODE_SOURCE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,20 +25,10 @@ impl NodeSource {
     }
 }
 
-/// `$DUALSTACK_FIXTURES`, else the fixtures/ directory of the checkout this binary was built from.
-pub fn fixtures_dir() -> PathBuf {
-    std::env::var_os("DUALSTACK_FIXTURES").map_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures")), PathBuf::from)
-}
-
-/// Runs prepare.sh; `Ok(false)` when a step failed (the script has said which, and where its log is).
-pub async fn prepare(node_source: NodeSource) -> Result<bool> {
-    let script = fixtures_dir().join("offline/prepare.sh");
-    if !script.is_file() {
-        return Err(Error::Environment(format!(
-            "{} not found; set DUALSTACK_FIXTURES to the fixtures/ directory of a dualstack checkout",
-            script.display()
-        )));
-    }
+/// Runs `FIXTURES/offline/prepare.sh`; `Ok(false)` when a step failed (the script has said which,
+/// and where its log is).
+pub async fn prepare(node_source: NodeSource, fixtures: &Path) -> Result<bool> {
+    let script = fixtures.join("offline/prepare.sh");
     let status = tokio::process::Command::new("bash")
         .arg(&script)
         .env("DUALSTACK_CACHE", crate::machine::cache_dir())

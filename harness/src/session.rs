@@ -16,7 +16,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::ListParams;
-use reports::Event;
+use reports::{Event, Property};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -80,6 +80,9 @@ impl Session {
     ) -> Ended {
         let finished: Mutex<BTreeSet<(String, String, String)>> = Mutex::default();
         let deletions: Mutex<Vec<tokio::task::JoinHandle<()>>> = Mutex::default();
+        for property in self.properties().await {
+            emit(Event::Property(property));
+        }
         let tracking = |event: Event| {
             if let Event::CaseFinished(case) = &event
                 && let Ok(mut finished) = finished.lock()
@@ -97,6 +100,9 @@ impl Session {
                     let outcome = self.run_mode(mode, tables, plan, options, tracking, deletions).await;
                     if let Err(e) = &outcome {
                         tracking(Event::SetupFailed { mode: mode.name().into(), phase: phase_of(e).into(), message: e.to_string() });
+                        if let Some(details) = e.details() {
+                            tracking(Event::Diagnostics { mode: mode.name().into(), text: details.to_string() });
+                        }
                     }
                     tracking(Event::ModeFinished { mode: mode.name().into(), duration: started.elapsed() });
                     (mode, outcome)
@@ -120,6 +126,32 @@ impl Session {
         let deletions = deletions.into_inner().unwrap_or_default();
         futures::future::join_all(deletions).await;
         ended
+    }
+
+    /// What the reports say was tested, as far as known before any cluster exists.
+    async fn properties(&self) -> Vec<Property> {
+        let mut properties = vec![property(None, "dualstack", env!("CARGO_PKG_VERSION"))];
+        match &self.clusters {
+            Clusters::Existing { kubeconfig, context } => {
+                let context = context.as_deref().unwrap_or("its current context");
+                properties.push(property(None, "cluster", &format!("existing, kubeconfig {} ({context})", kubeconfig.display())));
+            }
+            Clusters::Kind { cni, images, .. } => {
+                if matches!(cni, CniInstall::Manifests(_)) {
+                    properties.extend(self.modes.iter().map(|&mode| property(Some(mode), "cni", &cni.describe(mode))));
+                } else if let Some(&mode) = self.modes.first() {
+                    properties.push(property(None, "cni", &cni.describe(mode)));
+                }
+                let mut loaded = Vec::new();
+                for image in images {
+                    loaded.push(image.describe().await);
+                }
+                if !loaded.is_empty() {
+                    properties.push(property(None, "images loaded", &loaded.join(", ")));
+                }
+            }
+        }
+        properties
     }
 
     /// One mode: its cluster, the suites, then the cluster's deletion, handed to `deletions` so that
@@ -155,6 +187,12 @@ impl Session {
             timings.ready.as_secs_f64(),
             cluster.node_image
         );
+        let node_image = match crate::machine::docker_image_id(&cluster.node_image).await {
+            Some(id) => format!("{} ({id})", cluster.node_image),
+            None => cluster.node_image.clone(),
+        };
+        emit(Event::Property(property(Some(mode), "cluster", &format!("{name} (KIND, {} nodes)", spec.node_count()))));
+        emit(Event::Property(property(Some(mode), "node image", &node_image)));
         let kind = crate::kind::Kind::locate()?;
         if !images.is_empty() {
             let started = Instant::now();
@@ -163,8 +201,13 @@ impl Session {
         }
         if *cni != CniInstall::Default {
             let started = Instant::now();
-            cni::install(cni, mode, &files, &InstallEnv::new(&name, &spec, kind.binary())).await?;
-            cluster::wait_nodes_ready(&cluster.client, spec.node_count(), ready_timeout).await?;
+            let installed = match cni::install(cni, mode, &files, &InstallEnv::new(&name, &spec, kind.binary())).await {
+                Ok(()) => cluster::wait_nodes_ready(&cluster.client, spec.node_count(), ready_timeout).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = installed {
+                return Err(cni_failure(e, cni, &cluster, &kind, keep).await);
+            }
             println!("[{mode}] phase cni: {:.1}s (installed, nodes Ready)", started.elapsed().as_secs_f64());
         }
         // Count this mode's failures; after any, kind's logs are exported where they outlive the cluster.
@@ -199,6 +242,28 @@ impl Session {
             }
         }
         outcome
+    }
+}
+
+/// A failed CNI phase as the CNI's error: what failed, why the nodes are not Ready (the pods that
+/// are not, the images the nodes lack), where KIND's logs went, and how to keep the cluster.
+async fn cni_failure(error: Error, cni: &CniInstall, cluster: &KindCluster, kind: &crate::kind::Kind, keep: bool) -> Error {
+    let cause = match error {
+        Error::CniInstall { cause, .. } => cause,
+        other => other.to_string(),
+    };
+    let diagnosis = cni::diagnose(&cluster.client).await;
+    let logs = crate::machine::logs_dir().join(&cluster.files.name);
+    kind.export_logs(&cluster.files, &logs).await;
+    let kept = if keep {
+        format!("cluster kept: KUBECONFIG={}", cluster.files.kubeconfig.display())
+    } else {
+        "run again with --keep to keep the cluster for a look".to_string()
+    };
+    Error::CniInstall {
+        how: cni.to_string(),
+        cause: format!("{cause}; {}; KIND logs exported to {}; {kept}", diagnosis.summary, logs.display()),
+        details: diagnosis.details,
     }
 }
 
@@ -258,9 +323,15 @@ async fn run_on(
         });
     }
     println!("[{mode}] cluster detected: {} service ranges {:?}, Kubernetes {}", facts.mode, facts.service_cidrs, facts.server_version);
+    emit(Event::Property(property(Some(mode), "kubernetes", &facts.server_version)));
+    emit(Event::Property(property(Some(mode), "kube-proxy", &crate::detect::kube_proxy_mode(client).await)));
     let collected = crate::probe_pod::collect_expired_namespaces(client).await?;
     if !collected.is_empty() {
         println!("[{mode}] collected {} namespaces left by crashed runs: {}", collected.len(), collected.join(", "));
     }
     runner::run_mode(&ClusterTarget { client, facts: &facts, tables }, cases, options, emit).await
+}
+
+fn property(mode: Option<Mode>, name: &str, value: &str) -> Property {
+    Property { mode: mode.map(|m| m.name().to_string()), name: name.to_string(), value: value.to_string() }
 }

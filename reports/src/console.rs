@@ -99,7 +99,7 @@ pub fn line(event: &Event) -> Option<String> {
         Event::ModeFinished { mode, duration } => Some(format!("[{mode}] finished in {:.1}s", duration.as_secs_f64())),
         Event::Diagnostics { mode, text } => text.lines().next().map(|first| format!("[{mode}] diagnostics: {first}")),
         // Only verbose consoles name suite times; the run's own time is in the closing summary.
-        Event::SuiteFinished { .. } | Event::RunFinished { .. } => None,
+        Event::SuiteFinished { .. } | Event::RunFinished { .. } | Event::Property(_) => None,
     }
 }
 

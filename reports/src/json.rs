@@ -18,7 +18,19 @@ struct ResultsIn {
     modes: Vec<ModeIn>,
     #[serde(default)]
     suites: Vec<SuiteIn>,
+    /// Absent from files written before what was tested was recorded.
+    #[serde(default)]
+    properties: Vec<PropertyInOut>,
     cases: Vec<CaseIn>,
+}
+
+/// A property of the run (`mode` absent) or of one mode.
+#[derive(Serialize, Deserialize)]
+struct PropertyInOut {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mode: Option<String>,
+    name: String,
+    value: String,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +101,7 @@ pub fn from_json(text: &str) -> Result<Report, String> {
         mode_durations: results.modes.into_iter().map(|m| (m.mode, seconds(m.duration_seconds))).collect(),
         suite_durations: results.suites.into_iter().map(|s| (s.suite, s.mode, seconds(s.duration_seconds))).collect(),
         duration: results.duration_seconds.map(seconds),
+        properties: results.properties.into_iter().map(|p| crate::Property { mode: p.mode, name: p.name, value: p.value }).collect(),
     })
 }
 
@@ -102,6 +115,8 @@ struct Results<'a> {
     /// Wall time of the whole run, when recorded; omitted otherwise rather than written as 0.
     #[serde(skip_serializing_if = "Option::is_none")]
     duration_seconds: Option<f64>,
+    /// What was tested: the CNI, images loaded, kube-proxy mode, node image, Kubernetes version.
+    properties: Vec<PropertyInOut>,
     modes: Vec<ModeTime<'a>>,
     suites: Vec<SuiteTime<'a>>,
     cases: Vec<Case<'a>>,
@@ -176,6 +191,11 @@ pub fn to_json(report: &Report) -> Result<String, serde_json::Error> {
             skipped: report.count(Status::Skipped),
         },
         duration_seconds: report.duration.map(|d| d.as_secs_f64()),
+        properties: report
+            .properties
+            .iter()
+            .map(|p| PropertyInOut { mode: p.mode.clone(), name: p.name.clone(), value: p.value.clone() })
+            .collect(),
         modes: report.mode_durations.iter().map(|(m, d)| ModeTime { mode: m, duration_seconds: d.as_secs_f64() }).collect(),
         suites: report
             .suite_durations

@@ -56,6 +56,7 @@ pub fn to_xml(report: &Report) -> Result<String, quick_junit::SerializeError> {
     let mut longest_suite = Duration::ZERO;
     for ((suite, mode), cases) in suites {
         let mut test_suite = TestSuite::new(format!("{suite} [{mode}]"));
+        test_suite.add_properties(report.properties_of(&mode).map(|p| quick_junit::Property::new(p.name.as_str(), p.value.as_str())));
         let time = suite_time(report, &suite, &mode, &cases);
         test_suite.set_time(time);
         longest_suite = longest_suite.max(time);

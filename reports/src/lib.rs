@@ -50,6 +50,15 @@ impl CaseResult {
     }
 }
 
+/// A fact about what was tested (the CNI, the images loaded, the kube-proxy mode, the node image,
+/// the Kubernetes version), for the whole run (`mode` None) or one mode; every report carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Property {
+    pub mode: Option<String>,
+    pub name: String,
+    pub value: String,
+}
+
 /// What the runner reports, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -67,6 +76,7 @@ pub enum Event {
     SuiteFinished { mode: String, suite: String, duration: Duration },
     /// The wall time of the whole run.
     RunFinished { duration: Duration },
+    Property(Property),
 }
 
 /// Every result of a run, built from the event stream.
@@ -78,6 +88,8 @@ pub struct Report {
     pub suite_durations: Vec<(String, String, Duration)>,
     /// Wall time of the whole run; None when not recorded (an older results.json).
     pub duration: Option<Duration>,
+    /// What was tested, in the order reported; each (mode, name, value) once.
+    pub properties: Vec<Property>,
 }
 
 impl Report {
@@ -109,8 +121,21 @@ impl Report {
             }
             Event::SuiteFinished { mode, suite, duration } => self.suite_durations.push((suite.clone(), mode.clone(), *duration)),
             Event::RunFinished { duration } => self.duration = Some(*duration),
+            Event::Property(property) => self.add_property(property.clone()),
             Event::ModeStarted { .. } => {}
         }
+    }
+
+    pub fn add_property(&mut self, property: Property) {
+        if !self.properties.contains(&property) {
+            self.properties.push(property);
+        }
+    }
+
+    /// The properties that describe `mode`: the run's, then the mode's own.
+    pub fn properties_of<'a>(&'a self, mode: &'a str) -> impl Iterator<Item = &'a Property> {
+        let run = self.properties.iter().filter(|p| p.mode.is_none());
+        run.chain(self.properties.iter().filter(move |p| p.mode.as_deref() == Some(mode)))
     }
 
     pub fn count(&self, status: Status) -> usize {

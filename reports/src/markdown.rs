@@ -23,6 +23,7 @@ pub fn summary(report: &Report) -> String {
         report.count(Status::Error),
         report.count(Status::Skipped)
     );
+    out.push_str(&tested(report));
     out.push_str("| group |");
     for mode in &modes {
         out.push_str(&format!(" {mode} |"));
@@ -55,6 +56,31 @@ pub fn summary(report: &Report) -> String {
                 cell(if case.actual.is_empty() { &case.message } else { &case.actual })
             ));
         }
+    }
+    out
+}
+
+/// What was tested, one line per property: a value every mode shares once, else each mode's.
+fn tested(report: &Report) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for property in &report.properties {
+        if !names.contains(&property.name.as_str()) {
+            names.push(&property.name);
+        }
+    }
+    let mut out = String::new();
+    for name in names {
+        let of_name: Vec<_> = report.properties.iter().filter(|p| p.name == name).collect();
+        let values: BTreeSet<&str> = of_name.iter().map(|p| p.value.as_str()).collect();
+        let value = if values.len() == 1 {
+            values.into_iter().map(cell).collect::<String>()
+        } else {
+            of_name.iter().map(|p| format!("{}: {}", p.mode.as_deref().unwrap_or("all"), cell(&p.value))).collect::<Vec<_>>().join("; ")
+        };
+        out.push_str(&format!("- **{name}**: {value}\n"));
+    }
+    if !out.is_empty() {
+        out.push('\n');
     }
     out
 }

@@ -46,6 +46,9 @@ pub fn merge_dirs(dirs: &[PathBuf]) -> Result<Report, MergeError> {
         }
         merged.mode_durations.extend(report.mode_durations);
         merged.suite_durations.extend(report.suite_durations);
+        for property in report.properties {
+            merged.add_property(property);
+        }
         // None (an older results.json) orders below any known time, so it never wins.
         merged.duration = merged.duration.max(report.duration);
     }

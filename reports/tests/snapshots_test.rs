@@ -1,6 +1,6 @@
 //! Snapshots of the JUnit and console output for a fixed result set.
 
-use reports::{CaseResult, Event, Report, Status};
+use reports::{CaseResult, Event, Property, Report, Status};
 use std::time::Duration;
 
 fn case(id: &str, title: &str, mode: &str, status: Status, message: &str) -> CaseResult {
@@ -22,6 +22,10 @@ fn case(id: &str, title: &str, mode: &str, status: Status, message: &str) -> Cas
 
 fn fixed_report() -> (Report, Vec<Event>) {
     let events = vec![
+        Event::Property(Property { mode: None, name: "cni".into(), value: "manifest cni.yaml (sha256 0a1b2c3d4e5f)".into() }),
+        Event::Property(Property { mode: None, name: "kube-proxy".into(), value: "nftables".into() }),
+        Event::Property(Property { mode: Some("dual".into()), name: "kubernetes".into(), value: "v1.36.3".into() }),
+        Event::Property(Property { mode: Some("ipv6".into()), name: "kubernetes".into(), value: "v1.36.2".into() }),
         Event::ModeStarted { mode: "dual".into(), cases: 4 },
         Event::CaseFinished(case("S12", "PreferDualStack gets every configured family", "dual", Status::Passed, "")),
         Event::CaseFinished(case("S13", "PreferDualStack on IPv6-primary <gets> & \"both\"", "dual", Status::Failed, "ipFamilies [\"IPv4\"] instead of [\"IPv4\", \"IPv6\"]")),

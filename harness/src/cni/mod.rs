@@ -3,6 +3,10 @@
 //! install command run with the same variables in its environment and `kind` and `kubectl` on its
 //! PATH. So the install learns everything it needs about the cluster without glue.
 
+mod diagnose;
+
+pub use diagnose::{Diagnosis, diagnose};
+
 use crate::error::{Error, Result};
 use crate::kind::{ClusterFiles, ClusterSpec, Kind};
 use crate::mode::Mode;
@@ -31,6 +35,30 @@ impl std::fmt::Display for CniInstall {
             Self::Manifests(manifests) => write!(f, "kubectl apply -f {manifests}"),
             Self::Command(command) => write!(f, "sh -c {command:?}"),
         }
+    }
+}
+
+impl CniInstall {
+    /// What the reports say was installed in `mode`'s cluster: the manifest with its digest, so a
+    /// result names the exact file it was tested with.
+    pub fn describe(&self, mode: Mode) -> String {
+        match self {
+            Self::Default => "dualstack-cni (the default, in the node image)".to_string(),
+            Self::Manifests(manifests) => match manifests.for_mode(mode) {
+                Some(path) => format!("manifest {} ({})", path.display(), file_digest(path)),
+                None => format!("no manifest for {mode}"),
+            },
+            Self::Command(command) => format!("install command {command}"),
+        }
+    }
+}
+
+/// `sha256:HEX` of a file's content, or why it could not be read.
+pub fn file_digest(path: &Path) -> String {
+    use sha2::Digest;
+    match std::fs::read(path) {
+        Ok(bytes) => format!("sha256:{}", sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        Err(e) => format!("unreadable: {e}"),
     }
 }
 
@@ -179,6 +207,19 @@ impl std::fmt::Display for ImageToLoad {
     }
 }
 
+impl ImageToLoad {
+    /// The image or archive with its digest (the Docker image ID, the archive's sha256).
+    pub async fn describe(&self) -> String {
+        match self {
+            Self::Image(name) => match crate::machine::docker_image_id(name).await {
+                Some(id) => format!("{name} ({id})"),
+                None => format!("{name} (not in Docker)"),
+            },
+            Self::Archive(file) => format!("{} ({})", file.display(), file_digest(file)),
+        }
+    }
+}
+
 /// Before any cluster work: each image is in Docker, each archive a readable file.
 pub async fn check_images(images: &[ImageToLoad]) -> Result<()> {
     for image in images {
@@ -207,7 +248,7 @@ pub async fn load_images(kind: &Kind, files: &ClusterFiles, images: &[ImageToLoa
 /// Installs the CNI into the cluster of `files`; a substituted manifest is kept in the cluster's
 /// directory (`cni-manifest.yaml`) for the diagnostics.
 pub async fn install(cni: &CniInstall, mode: Mode, files: &ClusterFiles, env: &InstallEnv) -> Result<()> {
-    let failed = |cause: String| Error::CniInstall { how: cni.to_string(), cause };
+    let failed = |cause: String| Error::CniInstall { how: cni.to_string(), cause, details: String::new() };
     let mut command = match cni {
         CniInstall::Default => return Ok(()),
         CniInstall::Manifests(manifests) => {
@@ -228,12 +269,40 @@ pub async fn install(cni: &CniInstall, mode: Mode, files: &ClusterFiles, env: &I
     let inherited = std::env::var_os("PATH").unwrap_or_default();
     let dirs = std::iter::once(crate::machine::cache_dir().join("bin")).chain(std::env::split_paths(&inherited));
     let path = std::env::join_paths(dirs).map_err(|e| failed(format!("building PATH: {e}")))?;
-    let status = command.env("KUBECONFIG", &files.kubeconfig).env("PATH", path).envs(env.vars()).kill_on_drop(true).status().await;
-    match status {
-        Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(failed(format!("exited with {s}"))),
-        Err(e) => Err(failed(e.to_string())),
+    command.env("KUBECONFIG", &files.kubeconfig).env("PATH", path).envs(env.vars()).kill_on_drop(true);
+    let (status, last_lines) = run_prefixed(command, &format!("[{mode}] cni: ")).await.map_err(|e| failed(e.to_string()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(failed(format!("exited with {status}; its last output: {}", last_lines.join(" | "))))
     }
+}
+
+/// Runs `command` with its output (stdout and stderr) printed line by line behind `prefix`, so
+/// that the installs of modes running at once can be told apart; returns the last lines too.
+async fn run_prefixed(mut command: tokio::process::Command, prefix: &str) -> std::io::Result<(std::process::ExitStatus, Vec<String>)> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn()?;
+    let last = std::sync::Mutex::new(std::collections::VecDeque::new());
+    let print = async |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>| {
+        let Some(stream) = stream else { return };
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            println!("{prefix}{line}");
+            if let Ok(mut last) = last.lock() {
+                last.push_back(line);
+                if last.len() > 5 {
+                    last.pop_front();
+                }
+            }
+        }
+    };
+    let stdout = child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
+    let stderr = child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>);
+    tokio::join!(print(stdout), print(stderr));
+    let status = child.wait().await?;
+    let last = last.into_inner().unwrap_or_default().into_iter().collect();
+    Ok((status, last))
 }
 
 /// `kubectl`: the prepared one, else PATH.
