@@ -261,6 +261,21 @@ impl Fixture {
         Ok(Api::<Service>::namespaced(self.client.clone(), "kube-system").get("kube-dns").await?)
     }
 
+    /// kube-dns's ready endpoints of `family`: ("coredns-x on NODE (ADDRESS)", address).
+    pub async fn coredns_replicas(&self, family: IpFamily) -> Result<Vec<(String, IpAddr)>> {
+        let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), "kube-system");
+        let list = slices.list(&ListParams::default().labels("kubernetes.io/service-name=kube-dns")).await?;
+        let endpoints = list.items.into_iter().filter(|s| s.address_type == family.api_name()).flat_map(|s| s.endpoints.unwrap_or_default());
+        let ready = endpoints.filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true));
+        Ok(ready
+            .filter_map(|e| {
+                let address: IpAddr = e.addresses.first()?.parse().ok()?;
+                let pod = e.target_ref.as_ref().and_then(|r| r.name.clone()).unwrap_or_else(|| "a CoreDNS pod".into());
+                Some((format!("{pod} on {} ({address})", e.node_name.as_deref().unwrap_or("?")), address))
+            })
+            .collect())
+    }
+
     /// The kubelets' clusterDNS (kubeadm's kube-system/kubelet-config), primary first; `Err` says
     /// why it cannot be read (not a kubeadm cluster, or no permission).
     pub async fn kubelet_cluster_dns(&self) -> Result<std::result::Result<Vec<String>, String>> {
