@@ -83,7 +83,8 @@ impl Protocol {
 pub enum SourceRule {
     /// The client pod's own address of the family: pods reach pods (and Services' pods) without NAT.
     ClientPod,
-    /// One of the client node's InternalIPs of the family (a node or hostNetwork client).
+    /// An address the client node holds of the family: its InternalIPs, and for a hostNetwork
+    /// client every global address on the node (an overlay CNI masquerades to its tunnel device).
     ClientNode,
     /// Any address: the path may SNAT (NodePorts with externalTrafficPolicy Cluster, hairpin).
     Any,

@@ -261,6 +261,13 @@ impl Fixture {
         Ok(Api::<Service>::namespaced(self.client.clone(), "kube-system").get("kube-dns").await?)
     }
 
+    /// The global addresses of the node a hostNetwork fixture pod runs on (`ip -o addr`).
+    pub async fn host_addresses(&self, pod: &str) -> Result<Vec<String>> {
+        let command = ["ip", "-o", "addr", "show", "scope", "global"].map(String::from).to_vec();
+        let out = probe_pod::exec_command(&self.pods, pod, command).await?;
+        Ok(global_addresses(&out))
+    }
+
     /// kube-dns's ready endpoints of `family`: ("coredns-x on NODE (ADDRESS)", address).
     pub async fn coredns_replicas(&self, family: IpFamily) -> Result<Vec<(String, IpAddr)>> {
         let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), "kube-system");
@@ -394,6 +401,17 @@ fn pod_without_address(pod_ips_row: Option<&str>, pod: &Pod, family: IpFamily) -
 }
 
 /// The Service's clusterIP of `family`.
+/// The addresses of `ip -o addr` output: `2: eth0    inet 172.18.0.2/16 brd ...` -> 172.18.0.2.
+fn global_addresses(ip_addr: &str) -> Vec<String> {
+    ip_addr
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace().skip_while(|w| *w != "inet" && *w != "inet6").skip(1);
+            words.next().and_then(|cidr| cidr.split('/').next()).map(str::to_string)
+        })
+        .collect()
+}
+
 pub fn cluster_ip(svc: &Service, family: IpFamily) -> Option<IpAddr> {
     of_family(&service_ips(svc), family)
 }
@@ -411,6 +429,14 @@ pub fn node_port(svc: &Service, protocol: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nodes_global_addresses_include_an_overlay_device() {
+        let out = "2: eth0    inet 172.18.0.2/16 brd 172.18.255.255 scope global eth0\\       valid_lft forever preferred_lft forever\n\
+                   2: eth0    inet6 fc00:f853:ccd:e793::2/64 scope global nodad \\       valid_lft forever preferred_lft forever\n\
+                   5: flannel.1    inet 10.244.0.0/32 scope global flannel.1\\       valid_lft forever preferred_lft forever\n";
+        assert_eq!(global_addresses(out), ["172.18.0.2", "fc00:f853:ccd:e793::2", "10.244.0.0"]);
+    }
 
     #[test]
     fn a_pod_without_an_address_of_the_family_names_the_row_it_needs() {

@@ -335,8 +335,16 @@ impl Fixture {
             SourceRule::Any => Vec::new(),
             SourceRule::ClientPod => crate::objects::pod_ips(&pod),
             SourceRule::ClientNode => {
-                let node = pod.spec.and_then(|s| s.node_name).unwrap_or_default();
-                self.nodes.iter().find(|(_, n)| super::fixture::name_of(n) == node).map(|(_, n)| crate::objects::internal_ips(n)).unwrap_or_default()
+                let spec = pod.spec.unwrap_or_default();
+                let node = spec.node_name.unwrap_or_default();
+                let mut ips = self.nodes.iter().find(|(_, n)| super::fixture::name_of(n) == node).map(|(_, n)| crate::objects::internal_ips(n)).unwrap_or_default();
+                // A masquerade takes the address of the device the packet leaves by, which with an
+                // overlay CNI is its tunnel device (flannel's flannel.1 holds 10.244.0.0): any
+                // address the node holds is the node's, as a hostNetwork client sees them.
+                if spec.host_network == Some(true) {
+                    ips.extend(self.host_addresses(from).await?);
+                }
+                ips
             }
         };
         let allowed = allowed.iter().filter_map(|a| a.parse::<IpAddr>().ok()).filter(|ip| IpFamily::of(ip) == family).collect();
