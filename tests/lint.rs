@@ -37,7 +37,7 @@ fn shell_scripts_pass_shellcheck() {
     assert!(script.contains("GITHUB_OUTPUT"), "the action's run script was not found");
     let extracted = std::env::temp_dir().join(format!("dualstack-action-{}.sh", std::process::id()));
     std::fs::write(&extracted, format!("#!/usr/bin/env bash\n{script}\n")).unwrap();
-    let scripts = ["fixtures/offline/prepare.sh", "fixtures/offline/build-go.sh", "fixtures/offline/rootfs.sh",
+    let scripts = ["fixtures/offline/prepare.sh", "fixtures/offline/build-go.sh", "fixtures/offline/build-flannel.sh", "fixtures/offline/rootfs.sh",
         "fixtures/offline/docker-engine.sh", "fixtures/offline/host-limits.sh", "fixtures/offline/host-packages.sh", "fixtures/offline/as-root.sh",
         "fixtures/offline/runc-nosysres", "fixtures/cni/dualstack-cni", ".ci/run"];
     let out = Command::new("shellcheck")
