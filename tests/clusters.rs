@@ -435,6 +435,51 @@ fn a_vendor_cni_from_a_manifest_passes() {
 
 #[test]
 #[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
+fn flannel_passes_through_the_vendor_flags_alone() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // The README's vendor command line: the image prepare built, a manifest per mode, no glue.
+    // Dual and ipv6 here; all four modes by the README's command.
+    let manifests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/cni/flannel");
+    let reports = std::env::temp_dir().join(format!("dualstack-flannel-{:x}", std::process::id()));
+    let mut args: Vec<String> = ["run", "--mode", "dual", "--mode", "ipv6", "--load-image", &pin("FLANNEL_IMAGE")].map(String::from).to_vec();
+    for mode in ["dual", "ipv6"] {
+        args.extend(["--cni-manifest".to_string(), format!("{mode}={}", manifests.join(format!("{mode}.yaml")).display())]);
+    }
+    args.extend(["--report-dir".to_string(), reports.to_string_lossy().into_owned()]);
+    let run = dualstack(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = stdout(&run);
+    assert_eq!(run.status.code(), Some(0), "{out}");
+    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(reports.join("results.json")).unwrap_or_default()).unwrap_or_default();
+    for mode in ["dual", "ipv6"] {
+        // Every planned case of the mode ran and passed, but SCTP where the kernel lacks it.
+        let planned = planned_cases(mode);
+        let of_mode: Vec<&serde_json::Value> = results["cases"].as_array().into_iter().flatten().filter(|c| c["mode"] == mode).collect();
+        let passed = of_mode.iter().filter(|c| c["status"] == "passed").count();
+        let skipped_at_run: Vec<&str> = of_mode
+            .iter()
+            .filter(|c| c["status"] == "skipped" && planned.contains(&format!("{}/{}", c["suite"].as_str().unwrap_or(""), c["id"].as_str().unwrap_or(""))))
+            .map(|c| c["id"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(passed + skipped_at_run.len(), planned.len(), "{mode}: {passed} passed + {skipped_at_run:?} skipped at run time of {} planned", planned.len());
+        assert!(skipped_at_run.iter().all(|id| id.starts_with("D13/")), "{mode}: only D13 (SCTP, where the kernel lacks it) may skip at run time: {skipped_at_run:?}");
+        let cni = results["properties"].as_array().into_iter().flatten().find(|p| p["name"] == "cni" && p["mode"] == mode);
+        assert!(cni.is_some_and(|p| p["value"].as_str().unwrap_or("").contains(&format!("flannel/{mode}.yaml (sha256:"))), "{results}");
+    }
+    let _ = std::fs::remove_dir_all(&reports);
+}
+
+/// SUITE/ID of every case `dualstack list` plans to run in `mode`.
+fn planned_cases(mode: &str) -> BTreeSet<String> {
+    stdout(&dualstack(&["list", "--mode", mode]))
+        .lines()
+        .filter_map(|l| l.strip_prefix("run  "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
 fn a_vendor_cni_whose_image_is_not_loaded_fails_in_the_cni_phase() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("dualstack-cni-unloaded-{:x}", std::process::id()));
