@@ -81,6 +81,23 @@ impl Cluster {
             .args(["--kubeconfig", &kubeconfig, "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s"])
             .output();
         assert!(rolled.as_ref().is_ok_and(|o| o.status.success()), "CoreDNS rollout: {rolled:?}");
+        // The replaced replicas linger while terminating (lameduck): a fault that picks "a CoreDNS
+        // pod" must not pick one of them.
+        let started = Instant::now();
+        loop {
+            let listed = Command::new(kubectl())
+                .args(["--kubeconfig", &kubeconfig, "-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns", "-o"])
+                .arg("jsonpath={range .items[*]}{.spec.nodeName}{\"\\n\"}{end}")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let nodes: Vec<&str> = listed.lines().collect();
+            if nodes.len() == 2 && nodes.iter().all(|n| n.ends_with("-control-plane")) {
+                break;
+            }
+            assert!(started.elapsed().as_secs() < 120, "CoreDNS pods still {nodes:?} after 120 s");
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
         Self { name: name.into(), kubeconfig }
     }
 }
