@@ -123,9 +123,16 @@ fn listed(args: &[&str]) -> Listed {
     cases
 }
 
+/// `DIR/results.json`, parsed.
+fn results_json(dir: &Path) -> serde_json::Value {
+    let path = dir.join("results.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// (suite, id, mode) -> (status, message) of every case in a results.json; names are unique.
 fn reported(dir: &Path) -> std::collections::BTreeMap<(String, String, String), (String, String)> {
-    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let results = results_json(dir);
     let mut cases = std::collections::BTreeMap::new();
     for case in results["cases"].as_array().unwrap() {
         let text = |k: &str| case[k].as_str().unwrap_or_default().to_string();
@@ -296,7 +303,7 @@ fn end_to_end(mode: Mode, judge_as: Mode, min_executed: usize) {
         }
         // results.json follows its schema; summary.md renders to an HTML table.
         let schema: serde_json::Value = serde_json::from_str(include_str!("../reports/results.schema.json")).unwrap();
-        let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(reports.join("results.json")).unwrap()).unwrap();
+        let results = results_json(&reports);
         let validator = jsonschema::validator_for(&schema).unwrap();
         let errors: Vec<String> = validator.iter_errors(&results).map(|e| e.to_string()).collect();
         assert_eq!(errors, Vec::<String>::new());
@@ -406,7 +413,7 @@ fn a_vendor_cni_from_a_manifest_passes() {
     // kubectl apply's output, told apart by its mode.
     assert!(out.contains("[dual] cni: daemonset.apps/"), "{out}");
     // The reports say what was tested.
-    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(reports.join("reports/results.json")).unwrap_or_default()).unwrap_or_default();
+    let results = results_json(&reports.join("reports"));
     let property = |name: &str| {
         let found = results["properties"].as_array().into_iter().flatten().find(|p| p["name"] == name);
         found.map(|p| (p["mode"].as_str().unwrap_or("run").to_string(), p["value"].as_str().unwrap_or_default().to_string())).unwrap_or_default()
@@ -449,7 +456,7 @@ fn flannel_passes_through_the_vendor_flags_alone() {
     let run = dualstack(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let out = stdout(&run);
     assert_eq!(run.status.code(), Some(0), "{out}");
-    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(reports.join("results.json")).unwrap_or_default()).unwrap_or_default();
+    let results = results_json(&reports);
     for mode in ["dual", "ipv6"] {
         // Every planned case of the mode ran and passed, but SCTP where the kernel lacks it.
         let planned = planned_cases(mode);
