@@ -148,19 +148,42 @@ async fn serve_dns_on_both_families(client: &Client, mode: crate::mode::Mode) ->
     .await
 }
 
+/// A ready endpoint of kube-dns: the CoreDNS replica behind it.
+#[derive(Debug, Clone)]
+pub struct DnsReplica {
+    /// The EndpointSlice's addressType: IPv4 or IPv6.
+    pub address_type: String,
+    pub address: String,
+    /// "coredns-x on NODE (ADDRESS)", for messages.
+    pub described: String,
+}
+
+/// kube-dns's ready endpoints, from its EndpointSlices.
+pub async fn dns_replicas(client: &Client) -> Result<Vec<DnsReplica>> {
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> = Api::namespaced(client.clone(), "kube-system");
+    let list = slices.list(&ListParams::default().labels("kubernetes.io/service-name=kube-dns")).await?;
+    let mut replicas = Vec::new();
+    for slice in list.items {
+        let ready = slice.endpoints.into_iter().flatten().filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true));
+        for endpoint in ready {
+            let Some(address) = endpoint.addresses.first().cloned() else { continue };
+            let pod = endpoint.target_ref.as_ref().and_then(|r| r.name.clone()).unwrap_or_else(|| "a CoreDNS pod".into());
+            let described = format!("{pod} on {} ({address})", endpoint.node_name.as_deref().unwrap_or("?"));
+            replicas.push(DnsReplica { address_type: slice.address_type.clone(), address, described });
+        }
+    }
+    Ok(replicas)
+}
+
 /// Waits until the kube-dns Service has a ready endpoint of every family it has an address of:
 /// cluster DNS answers before any check asks it (a cluster brought by the user may still be settling).
 pub async fn wait_cluster_dns(client: &Client, timeout: Duration) -> Result<()> {
     let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), "kube-system");
-    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> = Api::namespaced(client.clone(), "kube-system");
     poll("cluster DNS (kube-system/kube-dns) to have a ready endpoint of each of its families", timeout, POLL_INTERVAL, || async {
         let families = services.get("kube-dns").await?.spec.and_then(|s| s.ip_families).unwrap_or_default();
-        let list = slices.list(&ListParams::default().labels("kubernetes.io/service-name=kube-dns")).await?;
-        let ready = |family: &String| {
-            list.items.iter().filter(|s| &s.address_type == family).flat_map(|s| s.endpoints.iter().flatten()).any(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
-        };
-        let waiting: Vec<&String> = families.iter().filter(|f| !ready(f)).collect();
-        Ok(if waiting.is_empty() { Ok(()) } else { Err(format!("no ready {} endpoint", waiting.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(" or "))) })
+        let replicas = dns_replicas(client).await?;
+        let waiting: Vec<&str> = families.iter().filter(|f| !replicas.iter().any(|r| &r.address_type == *f)).map(String::as_str).collect();
+        Ok(if waiting.is_empty() { Ok(()) } else { Err(format!("no ready {} endpoint", waiting.join(" or "))) })
     })
     .await
 }

@@ -270,17 +270,9 @@ impl Fixture {
 
     /// kube-dns's ready endpoints of `family`: ("coredns-x on NODE (ADDRESS)", address).
     pub async fn coredns_replicas(&self, family: IpFamily) -> Result<Vec<(String, IpAddr)>> {
-        let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), "kube-system");
-        let list = slices.list(&ListParams::default().labels("kubernetes.io/service-name=kube-dns")).await?;
-        let endpoints = list.items.into_iter().filter(|s| s.address_type == family.api_name()).flat_map(|s| s.endpoints.unwrap_or_default());
-        let ready = endpoints.filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true));
-        Ok(ready
-            .filter_map(|e| {
-                let address: IpAddr = e.addresses.first()?.parse().ok()?;
-                let pod = e.target_ref.as_ref().and_then(|r| r.name.clone()).unwrap_or_else(|| "a CoreDNS pod".into());
-                Some((format!("{pod} on {} ({address})", e.node_name.as_deref().unwrap_or("?")), address))
-            })
-            .collect())
+        let replicas = crate::cluster::dns_replicas(&self.client).await?;
+        let of_family = replicas.into_iter().filter(|r| r.address_type == family.api_name());
+        Ok(of_family.filter_map(|r| Some((r.described, r.address.parse().ok()?))).collect())
     }
 
     /// The kubelets' clusterDNS (kubeadm's kube-system/kubelet-config), primary first; `Err` says
