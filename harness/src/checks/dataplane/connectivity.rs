@@ -159,9 +159,13 @@ async fn session_affinity(fixture: &Fixture, proto: Protocol, target: Destinatio
     ))
 }
 
-/// Consecutive answers from the remaining pod that show kube-proxy converged: with a stale rule still
-/// sending half the connections to the deleted pod, a chance streak this long has odds of 1 in 4096.
-const STREAK: usize = 12;
+/// Consecutive answers from the remaining pod that show kube-proxy converged. A stale rule still sends
+/// half the connections to the deleted pod, and those fail fast (no route), so the 20 s window holds a
+/// few thousand requests: a streak of 12 then came by chance about once in seven runs (seen in CI). A
+/// streak of 40 has odds of 2^-40 per start, below 1 in 10^8 over the window.
+const STREAK: usize = 40;
+/// Requests per probe exec while waiting for the streak (two batches make a streak on a healthy cluster).
+const STREAK_BATCH: usize = 20;
 
 /// After an endpoint pod is deleted, its addresses leave the slices and only the other pod answers.
 async fn endpoint_update(fixture: &Fixture, action: &Action) -> Result<Outcome> {
@@ -201,7 +205,7 @@ async fn endpoint_update(fixture: &Fixture, action: &Action) -> Result<Outcome> 
             let (mut streak, mut seen) = (0, Vec::new());
             let converge_by = Instant::now() + Duration::from_secs(20);
             while streak < STREAK && Instant::now() < converge_by {
-                for got in fixture.connect_batch("client", proto, target, SMALL, STREAK).await? {
+                for got in fixture.connect_batch("client", proto, target, SMALL, STREAK_BATCH).await? {
                     match got.answer {
                         Some(a) if a.hostname == REMAINING_UPDATE_POD => streak += 1,
                         Some(a) => {
