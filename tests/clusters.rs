@@ -319,6 +319,7 @@ fn end_to_end(mode: Mode, judge_as: Mode, min_executed: usize) {
         assert!(dataplane > 30, "only {dataplane} data-plane cases");
         shards_merge_to_the_whole(mode, &kubeconfig, &junit);
         run_under_least_privilege(mode, &kubeconfig);
+        vendor_dataplane_rows(mode, &kubeconfig);
 
         // The runner refuses a cluster whose real mode is not the requested one.
         let wrong = dualstack(&["run", "--mode", judge_as.name(), "--kubeconfig", &kubeconfig, "--report-dir", &dir]);
@@ -351,6 +352,37 @@ fn end_to_end(mode: Mode, judge_as: Mode, min_executed: usize) {
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// A vendor's data-plane rows, stated as `connect:` in a table of its own directory, run beside the
+/// built-in ones: the row the cluster honours passes in every family, the row that asks what the
+/// cluster does not do fails in every family and says who answered.
+fn vendor_dataplane_rows(mode: Mode, kubeconfig: &str) {
+    let dir = std::env::temp_dir().join(unique("vendor-rows"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let table = "suite: dataplane\ngroup: vendor\nscenarios:\n\
+        \x20 - id: V1\n    title: the hostNetwork client reaches every server through worker2's NodePort\n\
+        \x20   connect: {from: host-network, to: node-port, to-node: worker2, service: {sessionAffinity: None}, expect: every}\n    source: any\n\
+        \x20 - id: V2\n    title: a row the cluster cannot pass, nobody answering a ClusterIP\n\
+        \x20   connect: {from: pod, from-node: worker, to: cluster-ip, expect: none}\n    source: any\n";
+    std::fs::write(dir.join("vendor.yaml"), table).unwrap();
+    let reports = dir.join("reports");
+    let suite_dir = dir.to_string_lossy().into_owned();
+    let run = dualstack(&[
+        "run", "--mode", mode.name(), "--kubeconfig", kubeconfig, "--suite-dir", &suite_dir, "--suite", "dataplane", "--filter", "V*", "--report-dir", &reports.to_string_lossy(),
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}", stdout(&run));
+    // The built-in rows are reported too, as skipped by the filter.
+    let got: BTreeSet<(String, String)> = reported(&reports).into_iter().filter(|((_, id, _), _)| id.starts_with('V')).map(|((_, id, _), (status, _))| (id, status)).collect();
+    let want: BTreeSet<(String, String)> = mode
+        .families()
+        .iter()
+        .flat_map(|f| [(format!("V1/tcp-{}", f.slug()), "passed".to_string()), (format!("V2/tcp-{}", f.slug()), "failed".to_string())])
+        .collect();
+    assert_eq!(got, want);
+    let results = std::fs::read_to_string(reports.join("results.json")).unwrap();
+    assert!(results.contains("unexpected responder server-"), "V2 does not name who answered:\n{results}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

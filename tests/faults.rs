@@ -3,7 +3,7 @@
 //! no other, the same set on every run. Faults run on one cluster per mode: each is injected, judged
 //! and reverted, and a fault without a revert (or whose revert fails) gets the cluster recreated.
 //!
-//! `DUALSTACK_FAULT=NAME` runs one fault; `DUALSTACK_FAULT_RUNS=N` runs each fault N times (the
+//! `DUALSTACK_FAULT=NAME[,NAME...]` runs those faults; `DUALSTACK_FAULT_RUNS=N` runs each fault N times (the
 //! determinism check: `DUALSTACK_FAULT_RUNS=3 cargo test --test faults -- --include-ignored`).
 //! Without it, each fault runs once and the two with the most failing checks twice.
 
@@ -217,8 +217,8 @@ fn each_fault_fails_exactly_its_checks_every_time() {
     let modes: BTreeSet<&str> = catalogue.faults.iter().map(|f| f.mode.as_str()).collect();
     assert!(catalogue.faults.len() >= 16, "the catalogue has {} faults", catalogue.faults.len());
     assert!(modes.contains("dual") && modes.contains("dual-ipv6-primary") && (modes.contains("ipv4") || modes.contains("ipv6")), "faults cover {modes:?}");
-    let only = std::env::var("DUALSTACK_FAULT").ok();
-    if let Some(name) = &only {
+    let only: Option<Vec<String>> = std::env::var("DUALSTACK_FAULT").ok().map(|names| names.split(',').map(str::to_string).collect());
+    for name in only.iter().flatten() {
         assert!(catalogue.faults.iter().any(|f| &f.name == name), "DUALSTACK_FAULT={name}: no such fault in faults.yaml");
     }
     let runs = runs_per_fault(&catalogue.faults);
@@ -227,7 +227,7 @@ fn each_fault_fails_exactly_its_checks_every_time() {
     let mut ordered_modes: Vec<&str> = Vec::new();
     catalogue.faults.iter().for_each(|f| if !ordered_modes.contains(&f.mode.as_str()) { ordered_modes.push(&f.mode) });
     for mode in ordered_modes {
-        let faults: Vec<(usize, &Fault)> = catalogue.faults.iter().enumerate().filter(|(_, f)| f.mode == mode && only.as_ref().is_none_or(|o| o == &f.name)).collect();
+        let faults: Vec<(usize, &Fault)> = catalogue.faults.iter().enumerate().filter(|(_, f)| f.mode == mode && only.as_ref().is_none_or(|o| o.contains(&f.name))).collect();
         if faults.is_empty() {
             continue;
         }

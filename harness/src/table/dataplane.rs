@@ -23,13 +23,9 @@ pub enum Check {
     ServicePorts,
     EndpointSlices,
     LegacyEndpoints,
-    PodToClusterIp,
     Sctp,
-    NodeToClusterIp,
-    NodeToNodePort,
     Hairpin,
     EndpointUpdate,
-    SessionAffinity,
     LargePayload,
     HostNetworkEndpoints,
     /// A node client to a hostNetwork endpoint through its Service's ClusterIP.
@@ -42,7 +38,9 @@ pub enum Check {
     DnsHeadless,
     ResolvConf,
     NodePortEveryFamily,
-    ExternalNodePort,
+    /// kube-proxy's health check of an externalTrafficPolicy Local LoadBalancer Service, on each
+    /// node's address of the family.
+    HealthCheckNodePort,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
@@ -51,7 +49,9 @@ pub enum Protocol {
     Tcp,
     Http,
     Udp,
-    /// Only the `sctp` check speaks it (where the kernel has SCTP); tables cannot ask for it.
+    /// Only the `sctp` check speaks it (where the kernel has SCTP); tables cannot ask for it: a
+    /// Service or hostPort of SCTP on a kernel without it would fail kube-proxy's or the CNI's
+    /// rules for everything else too.
     #[serde(skip_deserializing)]
     Sctp,
 }
@@ -86,8 +86,96 @@ pub enum SourceRule {
     /// An address the client node holds of the family: its InternalIPs, and for a hostNetwork
     /// client every global address on the node (an overlay CNI masquerades to its tunnel device).
     ClientNode,
+    /// The outside client's own address: nothing on the path translates it (externalTrafficPolicy
+    /// Local, hostPorts). Only for clients outside the cluster.
+    ExternalClient,
     /// Any address: the path may SNAT (NodePorts with externalTrafficPolicy Cluster, hairpin).
     Any,
+}
+
+/// Where a `connect` row's client runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Client {
+    /// The fixture's client pod on `from-node`.
+    Pod,
+    /// The fixture's hostNetwork client (on the control-plane node).
+    HostNetwork,
+    /// A container on the KIND nodes' docker network, outside the cluster.
+    External,
+}
+
+/// What a `connect` row's client dials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Destination {
+    /// Each server pod's own address, one by one.
+    Pod,
+    /// The row's Service's clusterIP of the family.
+    ClusterIp,
+    /// The row's Service's nodePort on `to-node`'s InternalIP of the family.
+    NodePort,
+    /// The fixture's hostPort on `to-node`'s InternalIP of the family (the hostPort pod runs on
+    /// the worker).
+    HostPort,
+    /// A server outside the cluster: a container on the KIND nodes' docker network.
+    Outside,
+}
+
+/// Which servers must answer a `connect` row's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expect {
+    /// Each server, at least once, and nobody else.
+    Every,
+    /// Exactly one of the servers, every time (session affinity).
+    One,
+    /// Nobody, over the whole convergence window.
+    None,
+    /// Each server on the client's node, and nobody else (nobody when the node has none).
+    EveryOnClientNode,
+    /// Each server on `to-node`, and nobody else (nobody when the node has none).
+    EveryOnTargetNode,
+}
+
+/// A connection a row states itself: who connects, to what, through which Service, and who must
+/// answer. The Service (`cluster-ip`, `node-port`) is created for the row: it selects `servers`,
+/// exposes port 80 over each of the row's protocols, is RequireDualStack on dual clusters, and
+/// `service` is merged into its spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connect {
+    pub from: Client,
+    /// The client's node label (`control-plane`, `worker`, `worker2`); for pod clients.
+    pub from_node: String,
+    pub to: Destination,
+    /// The dialled node's label, for `node-port` and `host-port`.
+    pub to_node: Option<String>,
+    /// Merged into the row's Service spec.
+    pub service: Option<serde_json::Value>,
+    /// The label selector of the server pods (the row's Service selects them).
+    pub servers: String,
+    pub expect: Expect,
+}
+
+/// The label selector of the fixture's pods a `connect` row's servers default to: server-0 on the
+/// worker, server-1 on worker2.
+pub const DEFAULT_SERVERS: &str = "role=server";
+/// The label of the fixture's hostPort pod, the only server of `host-port` rows.
+pub const HOST_PORT_SERVERS: &str = "role=host-port";
+
+impl Connect {
+    /// The name of the Service the fixture creates for row `id` (`D27` -> `row-d27`), when its
+    /// destination needs one.
+    pub fn service_name(&self, id: &str) -> Option<String> {
+        matches!(self.to, Destination::ClusterIp | Destination::NodePort).then(|| format!("row-{}", id.to_ascii_lowercase()))
+    }
+}
+
+/// What a data-plane row does: a check written in code, or a connection stated in the row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowKind {
+    Check(Check),
+    Connect(Connect),
 }
 
 /// What an action of a check with several non-protocol parts is about.
@@ -155,7 +243,11 @@ struct DataplaneFile {
 struct DataplaneRowFile {
     id: Spanned<String>,
     title: String,
-    check: Check,
+    /// Exactly one of `check` and `connect`.
+    #[serde(default)]
+    check: Option<Check>,
+    #[serde(default)]
+    connect: Option<Spanned<ConnectFile>>,
     #[serde(default)]
     protocols: Vec<Protocol>,
     #[serde(default)]
@@ -167,6 +259,22 @@ struct DataplaneRowFile {
     note: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ConnectFile {
+    from: Client,
+    #[serde(default)]
+    from_node: Option<String>,
+    to: Destination,
+    #[serde(default)]
+    to_node: Option<String>,
+    #[serde(default)]
+    service: Option<serde_json::Value>,
+    #[serde(default)]
+    servers: Option<String>,
+    expect: Expect,
+}
+
 /// A loaded data-plane row.
 #[derive(Debug, Clone)]
 pub struct DataplaneRow {
@@ -174,7 +282,7 @@ pub struct DataplaneRow {
     pub group: String,
     pub id: String,
     pub title: String,
-    pub check: Check,
+    pub kind: RowKind,
     pub protocols: Vec<Protocol>,
     pub modes: Vec<Mode>,
     /// The client address the server must see (checks that connect; `Any` for the others).
@@ -191,6 +299,8 @@ pub enum CheckGroup {
     Endpoints,
     Connectivity,
     Dns,
+    /// Answers of kube-proxy itself (its per-Service health check).
+    Health,
 }
 
 impl Check {
@@ -205,21 +315,17 @@ impl Check {
             | Check::EtcHosts => CheckGroup::Addressing,
             Check::ServicePorts | Check::EndpointSlices | Check::LegacyEndpoints => CheckGroup::Endpoints,
             Check::DnsClusterIp | Check::DnsHeadless | Check::ResolvConf => CheckGroup::Dns,
+            Check::HealthCheckNodePort => CheckGroup::Health,
             Check::PodToPod
-            | Check::PodToClusterIp
             | Check::Sctp
-            | Check::NodeToClusterIp
-            | Check::NodeToNodePort
             | Check::Hairpin
             | Check::EndpointUpdate
-            | Check::SessionAffinity
             | Check::LargePayload
             | Check::HostNetworkEndpoints
             | Check::HostNetworkEndpointsFromNode
             | Check::HostNetworkEndpointsViaNodePort
             | Check::HairpinNodePort
-            | Check::NodePortEveryFamily
-            | Check::ExternalNodePort => CheckGroup::Connectivity,
+            | Check::NodePortEveryFamily => CheckGroup::Connectivity,
         }
     }
 
@@ -230,13 +336,25 @@ impl Check {
 }
 
 impl DataplaneRow {
+    /// The coded check the row names, if it names one.
+    pub fn check(&self) -> Option<Check> {
+        match &self.kind {
+            RowKind::Check(check) => Some(*check),
+            RowKind::Connect(_) => None,
+        }
+    }
+
     /// The row's actions in `family` on a cluster whose nodes carry `nodes` labels (in the order the
     /// API lists them). This is the only place that decides which cases a row becomes.
     pub fn actions(&self, family: IpFamily, nodes: &[String]) -> Vec<Action> {
         let action = |node: Option<&String>, variant: Option<Variant>| Action { family, node: node.cloned(), variant };
         let protocols = || self.protocols.iter().map(move |&p| action(None, Some(Variant::Protocol(p))));
-        match self.check {
-            Check::NodeInternalIps | Check::NodePodCidrs => nodes.iter().map(|n| action(Some(n), None)).collect(),
+        let check = match &self.kind {
+            RowKind::Check(check) => *check,
+            RowKind::Connect(_) => return protocols().collect(),
+        };
+        match check {
+            Check::NodeInternalIps | Check::NodePodCidrs | Check::HealthCheckNodePort => nodes.iter().map(|n| action(Some(n), None)).collect(),
             Check::Sctp => vec![action(None, Some(Variant::Protocol(Protocol::Sctp)))],
             Check::EndpointSlices => [Aspect::Echo, Aspect::SingleFamily].map(|a| action(None, Some(Variant::Aspect(a)))).to_vec(),
             Check::DnsClusterIp | Check::DnsHeadless => [Aspect::Record, Aspect::SingleFamily].map(|a| action(None, Some(Variant::Aspect(a)))).to_vec(),
@@ -268,22 +386,23 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<DataplaneRow>, LoadError
         }
         let modes = parse_modes(name, row.modes.as_ref())?;
         let protocols = if row.protocols.is_empty() { vec![Protocol::Tcp] } else { row.protocols.clone() };
-        let source = match (row.check.connects(), row.source) {
-            // The outside client is no pod or node of the cluster: only `any` can be judged.
-            (true, Some(rule)) if row.check == Check::ExternalNodePort && rule != SourceRule::Any => {
-                return Err(at("source", "external-node-port connects from outside the cluster; its source rule is any".into()));
+        let kind = match (row.check, &row.connect) {
+            (Some(check), None) => RowKind::Check(check),
+            (None, Some(connect)) => {
+                let (line, column) = (connect.referenced.line(), connect.referenced.column());
+                let at = |field: &str, message: String| LoadError { file: name.into(), line, column, field: format!("connect.{field}"), message };
+                RowKind::Connect(connect_of(&connect.value).map_err(|(field, message)| at(field, message))?)
             }
-            (true, Some(rule)) => rule,
-            (true, None) => return Err(at("source", "a check that connects states the client address the server must see: client-pod, client-node or any".into())),
-            (false, Some(_)) => return Err(at("source", format!("{:?} does not connect; it takes no source rule", row.check))),
-            (false, None) => SourceRule::Any,
+            (Some(_), Some(_)) => return Err(at("check", "a row names a check or states a connect, not both".into())),
+            (None, None) => return Err(at("check", "a row names a check or states a connect".into())),
         };
+        let source = source_rule(&kind, row.source).map_err(|message| at("source", message))?;
         rows.push(DataplaneRow {
             suite: file.suite.value.clone(),
             group: file.group.clone(),
             id,
             title: row.title.clone(),
-            check: row.check,
+            kind,
             protocols,
             modes,
             source,
@@ -292,6 +411,107 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<DataplaneRow>, LoadError
         });
     }
     Ok(rows)
+}
+
+/// The row's source rule, checked against what the row connects from.
+fn source_rule(kind: &RowKind, stated: Option<SourceRule>) -> Result<SourceRule, String> {
+    let outside = match kind {
+        RowKind::Check(check) if !check.connects() => {
+            return match stated {
+                Some(_) => Err(format!("{check:?} does not connect; it takes no source rule")),
+                None => Ok(SourceRule::Any),
+            };
+        }
+        // Every coded check connects from a pod or a node.
+        RowKind::Check(_) => false,
+        RowKind::Connect(connect) => connect.from == Client::External,
+    };
+    match (stated, outside) {
+        (None, _) => Err("a row that connects states the client address the server must see: client-pod, client-node, external-client or any".into()),
+        (Some(SourceRule::ClientPod | SourceRule::ClientNode), true) => {
+            Err("the client is outside the cluster, no pod or node: its source rule is external-client or any".into())
+        }
+        (Some(SourceRule::ExternalClient), false) => Err("external-client is the rule of a client outside the cluster (from: external)".into()),
+        (Some(rule), _) => {
+            if let RowKind::Connect(Connect { from: Client::HostNetwork, .. }) = kind
+                && rule == SourceRule::ClientPod
+            {
+                return Err("a hostNetwork client has the node's addresses: client-node or any".into());
+            }
+            Ok(rule)
+        }
+    }
+}
+
+/// A node label as the plan names nodes: `control-plane`, `worker`, `worker2`, ...
+fn node_label(text: &str) -> bool {
+    ["control-plane", "worker"].iter().any(|role| text.strip_prefix(role).is_some_and(|n| n.is_empty() || (n.parse::<u32>().is_ok_and(|n| n >= 2) && !n.starts_with('0'))))
+}
+
+/// The `key=value` terms of a `servers` selector (`role=server,tier=web`): a Service selects by
+/// equality only.
+pub fn selector_terms(selector: &str) -> Result<Vec<(String, String)>, String> {
+    selector
+        .split(',')
+        .map(|term| match term.trim().split_once('=') {
+            Some((key, value)) if !key.is_empty() && !value.is_empty() && !key.ends_with('!') && !value.contains('=') => Ok((key.to_string(), value.to_string())),
+            _ => Err(format!("'{}' is no key=value term (a Service selects by equality)", term.trim())),
+        })
+        .collect()
+}
+
+/// A `connect` block checked field by field: (field, message) on the first problem.
+fn connect_of(file: &ConnectFile) -> Result<Connect, (&'static str, String)> {
+    let node = |field: &'static str, value: &Option<String>| match value {
+        Some(label) if !node_label(label) => Err((field, format!("'{label}' is no node label: control-plane, worker, worker2, ..."))),
+        _ => Ok(value.clone()),
+    };
+    let from_node = node("from-node", &file.from_node)?;
+    let to_node = node("to-node", &file.to_node)?;
+    let from_node = match (file.from, from_node) {
+        (Client::External, Some(_)) => return Err(("from-node", "an external client runs on no node".into())),
+        (Client::HostNetwork, Some(label)) if label != "control-plane" => {
+            return Err(("from-node", "the fixture's hostNetwork client runs on the control-plane node".into()));
+        }
+        (_, label) => label.unwrap_or_else(|| "control-plane".into()),
+    };
+    let dials_a_node = matches!(file.to, Destination::NodePort | Destination::HostPort);
+    let to_node = match (dials_a_node, to_node) {
+        (true, label) => Some(label.unwrap_or_else(|| "worker".into())),
+        (false, Some(_)) => return Err(("to-node", "only node-port and host-port dial a node".into())),
+        (false, None) => None,
+    };
+    if file.service.is_some() && !matches!(file.to, Destination::ClusterIp | Destination::NodePort) {
+        return Err(("service", "only cluster-ip and node-port rows create a Service".into()));
+    }
+    if let Some(service) = &file.service
+        && !service.is_object()
+    {
+        return Err(("service", "a mapping of Service spec fields, merged into the row's Service".into()));
+    }
+    let servers = match (file.to, &file.servers) {
+        (Destination::HostPort | Destination::Outside, Some(_)) => {
+            return Err(("servers", "host-port and outside rows have their own server (the hostPort pod, the outside server)".into()));
+        }
+        (Destination::HostPort, None) => HOST_PORT_SERVERS.to_string(),
+        (_, Some(selector)) if selector_terms(selector).is_err() => {
+            return Err(("servers", selector_terms(selector).err().unwrap_or_default()));
+        }
+        (_, servers) => servers.clone().unwrap_or_else(|| DEFAULT_SERVERS.into()),
+    };
+    match (file.expect, file.from, file.to) {
+        (Expect::EveryOnClientNode, Client::External, _) => return Err(("expect", "an external client is on no node".into())),
+        (Expect::EveryOnTargetNode, _, to) if !matches!(to, Destination::NodePort | Destination::HostPort) => {
+            return Err(("expect", "every-on-target-node is for node-port and host-port rows".into()));
+        }
+        (Expect::One, _, to) if to != Destination::ClusterIp && to != Destination::NodePort => {
+            return Err(("expect", "one (affinity) is for a Service: cluster-ip or node-port".into()));
+        }
+        (Expect::One, Client::External, _) => return Err(("expect", "one (affinity) is judged from a client in the cluster".into())),
+        (Expect::None | Expect::One, _, Destination::Pod) => return Err(("expect", "pod rows reach each server: every".into())),
+        _ => {}
+    }
+    Ok(Connect { from: file.from, from_node, to: file.to, to_node, service: file.service.clone(), servers, expect: file.expect })
 }
 
 #[cfg(test)]
@@ -305,7 +525,7 @@ mod tests {
             group: "g".into(),
             id: "D99".into(),
             title: "t".into(),
-            check,
+            kind: RowKind::Check(check),
             protocols: protocols.to_vec(),
             modes: Mode::ALL.to_vec(),
             source: SourceRule::Any,
@@ -316,7 +536,7 @@ mod tests {
 
     #[rstest]
     #[case(Check::PodIps, &[Protocol::Tcp], IpFamily::IPv6, &["ipv6"])]
-    #[case(Check::PodToClusterIp, &[Protocol::Tcp, Protocol::Http, Protocol::Udp], IpFamily::IPv4, &["tcp-ipv4", "http-ipv4", "udp-ipv4"])]
+    #[case(Check::LargePayload, &[Protocol::Tcp, Protocol::Http, Protocol::Udp], IpFamily::IPv4, &["tcp-ipv4", "http-ipv4", "udp-ipv4"])]
     #[case(Check::NodeInternalIps, &[Protocol::Tcp], IpFamily::IPv4, &["control-plane-ipv4", "worker-ipv4", "worker2-ipv4"])]
     #[case(Check::NodePortEveryFamily, &[Protocol::Tcp, Protocol::Udp], IpFamily::IPv6,
         &["control-plane-tcp-ipv6", "worker-tcp-ipv6", "worker2-tcp-ipv6", "control-plane-udp-ipv6", "worker-udp-ipv6", "worker2-udp-ipv6"])]
@@ -332,17 +552,66 @@ mod tests {
     }
 
     #[rstest]
-    #[case("check: pod-to-pod\n", "t.yaml:4:9: source: a check that connects states the client address the server must see: client-pod, client-node or any")]
+    #[case("check: pod-to-pod\n", "t.yaml:4:9: source: a row that connects states the client address the server must see: client-pod, client-node, external-client or any")]
     #[case("check: pod-ips\n    source: any\n", "t.yaml:4:9: source: PodIps does not connect; it takes no source rule")]
-    fn the_source_rule_goes_with_checks_that_connect(#[case] row: &str, #[case] error: &str) {
+    #[case("source: any\n", "t.yaml:4:9: check: a row names a check or states a connect")]
+    #[case("check: pod-to-pod\n    source: any\n    connect: {from: pod, to: pod, expect: every}\n", "t.yaml:4:9: check: a row names a check or states a connect, not both")]
+    fn a_row_states_what_it_does_and_the_source_rule_fits(#[case] row: &str, #[case] error: &str) {
         let text = format!("suite: dataplane\ngroup: g\nscenarios:\n  - id: D1\n    title: t\n    {row}");
         assert_eq!(parse_file("t.yaml", &text).err().map(|e| e.to_string()).as_deref(), Some(error));
     }
 
+    /// A connect row's fields, each wrong in one way: the error names the connect block's position
+    /// (line 6, column 14) and the field.
+    #[rstest]
+    #[case("{from: pod, from-node: node7, to: cluster-ip, expect: every}", "client-pod", "connect.from-node: 'node7' is no node label: control-plane, worker, worker2, ...")]
+    #[case("{from: host-network, from-node: worker, to: cluster-ip, expect: every}", "client-node", "connect.from-node: the fixture's hostNetwork client runs on the control-plane node")]
+    #[case("{from: external, from-node: worker, to: node-port, expect: every}", "any", "connect.from-node: an external client runs on no node")]
+    #[case("{from: pod, to: cluster-ip, to-node: worker, expect: every}", "client-pod", "connect.to-node: only node-port and host-port dial a node")]
+    #[case("{from: pod, to: outside, service: {type: NodePort}, expect: every}", "client-node", "connect.service: only cluster-ip and node-port rows create a Service")]
+    #[case("{from: pod, to: cluster-ip, service: [1], expect: every}", "client-pod", "connect.service: a mapping of Service spec fields, merged into the row's Service")]
+    #[case("{from: external, to: host-port, servers: role=x, expect: every}", "any", "connect.servers: host-port and outside rows have their own server (the hostPort pod, the outside server)")]
+    #[case("{from: pod, to: cluster-ip, servers: 'role in (a)', expect: every}", "client-pod", "connect.servers: 'role in (a)' is no key=value term (a Service selects by equality)")]
+    #[case("{from: external, to: node-port, expect: every-on-client-node}", "any", "connect.expect: an external client is on no node")]
+    #[case("{from: pod, to: cluster-ip, expect: every-on-target-node}", "client-pod", "connect.expect: every-on-target-node is for node-port and host-port rows")]
+    #[case("{from: pod, to: outside, expect: one}", "client-node", "connect.expect: one (affinity) is for a Service: cluster-ip or node-port")]
+    #[case("{from: external, to: node-port, expect: every}", "client-pod", "source: the client is outside the cluster, no pod or node: its source rule is external-client or any")]
+    #[case("{from: pod, to: cluster-ip, expect: every}", "external-client", "source: external-client is the rule of a client outside the cluster (from: external)")]
+    #[case("{from: host-network, to: cluster-ip, expect: every}", "client-pod", "source: a hostNetwork client has the node's addresses: client-node or any")]
+    fn a_connect_row_is_checked_field_by_field(#[case] connect: &str, #[case] source: &str, #[case] error: &str) {
+        let text = format!("suite: dataplane\ngroup: g\nscenarios:\n  - id: D1\n    title: t\n    connect: {connect}\n    source: {source}\n");
+        let got = parse_file("t.yaml", &text).err().map(|e| e.to_string()).unwrap_or_default();
+        let (position, message) = got.split_once(' ').unwrap_or_default();
+        let want_position = if error.starts_with("source:") { "t.yaml:4:9:" } else { "t.yaml:6:14:" };
+        assert_eq!((position, message), (want_position, error));
+    }
+
     #[test]
     fn sctp_cannot_be_asked_for_in_a_table() {
-        let text = "suite: dataplane\ngroup: g\nscenarios:\n  - id: D1\n    title: t\n    check: pod-to-pod\n    source: client-pod\n    protocols: [sctp]\n";
+        let text = "suite: dataplane\ngroup: g\nscenarios:\n  - id: D1\n    title: t\n    connect: {from: pod, to: cluster-ip, expect: every}\n    source: client-pod\n    protocols: [sctp]\n";
         let err = parse_file("t.yaml", text).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.starts_with("t.yaml:8:"), "{err}");
+    }
+
+    #[test]
+    fn a_connect_row_gets_its_defaults_and_one_action_per_protocol() {
+        let text = "suite: dataplane\ngroup: g\nscenarios:\n  - id: D27\n    title: t\n    connect:\n      from: pod\n      to: node-port\n      service: {internalTrafficPolicy: Local}\n      expect: every-on-target-node\n    source: client-pod\n    protocols: [tcp, udp]\n";
+        let rows = parse_file("t.yaml", text).unwrap();
+        let RowKind::Connect(connect) = &rows[0].kind else { panic!("{:?}", rows[0].kind) };
+        assert_eq!(
+            connect,
+            &Connect {
+                from: Client::Pod,
+                from_node: "control-plane".into(),
+                to: Destination::NodePort,
+                to_node: Some("worker".into()),
+                service: Some(serde_json::json!({"internalTrafficPolicy": "Local"})),
+                servers: DEFAULT_SERVERS.into(),
+                expect: Expect::EveryOnTargetNode,
+            }
+        );
+        assert_eq!(connect.service_name("D27").as_deref(), Some("row-d27"));
+        let got: Vec<String> = rows[0].actions(IpFamily::IPv6, &[]).iter().map(Action::suffix).collect();
+        assert_eq!(got, ["tcp-ipv6", "udp-ipv6"]);
     }
 }

@@ -1,7 +1,7 @@
-//! Traffic per family (D08, D12-D19, D23, D25): pod to pod, to ClusterIPs and NodePorts from pods
-//! and nodes, hairpin, session affinity, large payloads, hostNetwork endpoints, SCTP, endpoint
-//! updates and a client outside the cluster. Every connection goes through `Fixture::reach` (or the
-//! external client) and names its family, source and destination.
+//! The connectivity checks written in code (D08, D13, D15, D16, D18, D19, D23): pod to pod, hairpin,
+//! endpoint updates, large payloads, hostNetwork endpoints, SCTP and a NodePort on every node; and
+//! the session-affinity verdict the `connect` rows use. Every connection goes through
+//! `Fixture::reach` and names its family, source and destination.
 
 use super::fixture::{DELETED_UPDATE_POD, Fixture, REMAINING_UPDATE_POD, SECOND_CLIENT, name_of, node_port};
 use super::reach::{Answers, Destination, Endpoint, Expected, Missing, SMALL_PAYLOAD, direct, via_cluster_ip};
@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 const SMALL: usize = SMALL_PAYLOAD;
 
 pub async fn run(fixture: &Fixture, row: &DataplaneRow, action: &Action) -> Result<Outcome> {
-    let (check, rule, family) = (row.check, row.source, action.family);
+    let (rule, family) = (row.source, action.family);
+    let Some(check) = row.check() else { return Err(Error::Environment(format!("{} states a connect, not a check", row.id))) };
     if check == Check::EndpointUpdate {
         return endpoint_update(fixture, action).await;
     }
@@ -46,16 +47,6 @@ pub async fn run(fixture: &Fixture, row: &DataplaneRow, action: &Action) -> Resu
             }
             let server_0 = server_0().await?;
             fixture.reach("client", proto, direct(&server_0, PROBE_PORT), SMALL, Answers::every(server_0, rule)).await
-        }
-        Check::PodToClusterIp => {
-            fixture.reach("client", proto, via_cluster_ip("echo", &echo().await?, family), SMALL, Answers::every(servers().await?, rule)).await
-        }
-        Check::NodeToClusterIp => {
-            fixture.reach("host-client", proto, via_cluster_ip("echo", &echo().await?, family), SMALL, Answers::every(servers().await?, rule)).await
-        }
-        Check::NodeToNodePort => {
-            let target = nodeport_on(fixture.worker_address(family), &echo().await?, &fixture.worker_name());
-            fixture.reach("host-client", proto, target, SMALL, Answers::every(servers().await?, rule)).await
         }
         Check::NodePortEveryFamily => {
             let label = action.node.as_deref().unwrap_or_default();
@@ -88,17 +79,6 @@ pub async fn run(fixture: &Fixture, row: &DataplaneRow, action: &Action) -> Resu
             // server-0 runs on the first worker: the NodePort of its own node.
             let target = nodeport_on(fixture.worker_address(family), &fixture.service("echo-hairpin").await?, &fixture.worker_name());
             fixture.reach("server-0", proto, target, SMALL, Answers::every(server_0().await?, rule)).await
-        }
-        Check::SessionAffinity => {
-            let target = via_cluster_ip("echo-affinity", &fixture.service("echo-affinity").await?, family);
-            session_affinity(fixture, proto, target, fixture.endpoints("affinity=yes", family).await?, rule).await
-        }
-        Check::ExternalNodePort => {
-            let Some(network) = &fixture.docker_network else {
-                return Ok(skip("the nodes are not KIND containers on this host, so no client can join their docker network"));
-            };
-            let target = nodeport_on(fixture.worker_address(family), &echo().await?, &fixture.worker_name());
-            super::external::reach(network, proto, target, servers().await?).await
         }
         other => Err(Error::Environment(format!("{other:?} is not a connectivity check"))),
     }
@@ -138,12 +118,13 @@ async fn pod_to_pod(fixture: &Fixture, proto: Protocol, family: crate::mode::IpF
 /// affinity, 15 answers from one endpoint happen by chance once in 2^14 (< 1 in 10^4).
 const AFFINITY_REQUESTS: usize = 15;
 
-/// Reachable first (bounded convergence, any endpoint), then every request sticks to one endpoint.
-async fn session_affinity(fixture: &Fixture, proto: Protocol, target: Destination, servers: Expected, rule: SourceRule) -> Result<Outcome> {
-    let reachable = fixture.reach("client", proto, target.clone(), SMALL, Answers::any(servers, rule)).await?;
+/// Reachable first from the fixture pod `client` (bounded convergence, any endpoint), then every
+/// request sticks to one endpoint.
+pub async fn session_affinity(fixture: &Fixture, client: &str, proto: Protocol, target: Destination, servers: Expected, rule: SourceRule) -> Result<Outcome> {
+    let reachable = fixture.reach(client, proto, target.clone(), SMALL, Answers::any(servers, rule)).await?;
     let (Ok(address), reports::Status::Passed) = (target, reachable.status) else { return Ok(reachable) };
     let (mut responders, mut errors) = (Vec::new(), Vec::new());
-    for got in fixture.connect_batch("client", proto, address, SMALL, AFFINITY_REQUESTS).await? {
+    for got in fixture.connect_batch(client, proto, address, SMALL, AFFINITY_REQUESTS).await? {
         match got.answer {
             Some(a) => responders.push(a.hostname),
             None => errors.push(got.error.unwrap_or_default()),

@@ -2,7 +2,9 @@
 //! action talks to, and the queries the actions make of it. The main client runs on the
 //! control-plane node; the servers of each Service are spread over the workers (server-0 on the
 //! first, server-1 on the second), and a second client runs on the last worker, so pod traffic
-//! crosses nodes and a fault on one node's path fails the endpoints behind it, every time.
+//! crosses nodes and a fault on one node's path fails the endpoints behind it, every time. Every
+//! node has a client pod (for the `connect` rows that place theirs), the first worker a pod with a
+//! hostPort, and each `connect` row that dials a Service gets its own (`row-<id>`).
 
 use crate::error::{Error, Result};
 use crate::mode::{IpFamily, Mode};
@@ -11,7 +13,8 @@ use crate::plan::node_labels;
 use crate::probe_pod::{self, PROBE_PORT};
 use crate::retry::Retries;
 use crate::wait::poll;
-use super::reach::{Endpoint, Expected, Missing};
+use super::reach::{Endpoint, Expected, Missing, SERVICE_PORT};
+use crate::table::dataplane::{DataplaneRow, Destination, RowKind};
 use super::verdict::listed;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -22,17 +25,23 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
-/// The hostNetwork probes share the node's ports with everything else there, a previous run's
-/// terminating pods included: each run picks its pair of ports in this range.
-const HOST_PORT_RANGE: std::ops::Range<u16> = 20000..29998;
+/// The hostNetwork probes and the hostPort share the node's ports with everything else there, a
+/// previous run's terminating pods included: each run picks its three ports in this range.
+const HOST_PORT_RANGE: std::ops::Range<u16> = 20000..29997;
 
 /// The endpoint-update action deletes this pod of the `echo-update` Service's two (`update-0`
 /// stays); no other action uses them, so the deletion disturbs nothing else.
 pub const DELETED_UPDATE_POD: &str = "update-1";
 pub const REMAINING_UPDATE_POD: &str = "update-0";
 
-/// The client on a worker (the main one, `client`, is on the control-plane node).
+/// The client on the last worker (the main one, `client`, is on the control-plane node).
 pub const SECOND_CLIENT: &str = "client-b";
+/// The client on the first worker (for rows whose client runs there).
+const WORKER_CLIENT: &str = "client-a";
+/// The pod serving on the fixture's hostPort, on the first worker.
+const HOST_PORT_POD: &str = "host-port-0";
+/// The LoadBalancer Service with externalTrafficPolicy Local (its servers: role=server).
+pub const LOCAL_LB_SERVICE: &str = "echo-local-lb";
 
 /// Everything the actions talk to, created once per mode in one labelled namespace.
 pub struct Fixture {
@@ -49,8 +58,13 @@ pub struct Fixture {
     pub nodes: Vec<(String, Node)>,
     /// Name of the docker network the KIND nodes are on, when they are KIND nodes on this host.
     pub docker_network: Option<String>,
-    /// The hostNetwork server's port; the hostNetwork client serves on the next one.
+    /// The hostNetwork server's port; the hostNetwork client serves on the next one, and the
+    /// hostPort pod's hostPort is the one after.
     host_port: u16,
+    /// The Services of the `connect` rows planned in this mode: (name, selector).
+    row_services: Vec<(String, String)>,
+    /// The server outside the cluster, started with the fixture when a row dials it.
+    outside: OnceCell<std::result::Result<super::external::OutsideServer, String>>,
     pub started: Instant,
     /// The endpoint-update pod's deletion, done once by whichever endpoint-update action runs first.
     update_pod_deleted: OnceCell<std::result::Result<(), String>>,
@@ -83,7 +97,8 @@ fn json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T> {
 impl Fixture {
     /// Creates the namespace, probe pods and Services, and waits until they are ready.
     /// `pod_ips_row` is the id of the table's pod-IPs row, named by the cases that need pod IPs.
-    pub async fn create(client: &Client, mode: Mode, pod_ips_row: Option<String>, timeout: Duration) -> Result<Self> {
+    /// `rows` are the data-plane rows planned in `mode`: each `connect` row's Service is created too.
+    pub async fn create(client: &Client, mode: Mode, pod_ips_row: Option<String>, rows: &[&DataplaneRow], timeout: Duration) -> Result<Self> {
         let started = Instant::now();
         let nodes = labelled(Api::<Node>::all(client.clone()).list(&ListParams::default()).await?.items);
         let control_plane = nodes.iter().map(|(_, n)| n).find(|n| is_control_plane(n)).or(nodes.first().map(|(_, n)| n)).cloned();
@@ -92,6 +107,13 @@ impl Fixture {
             return Err(Error::Environment("the data-plane suite needs two nodes: a control-plane and a worker".into()));
         };
         let (worker, second_worker) = (worker.clone(), workers.get(1).map_or_else(|| worker.clone(), |&w| w.clone()));
+        let row_services = rows
+            .iter()
+            .filter_map(|row| match &row.kind {
+                RowKind::Connect(connect) => connect.service_name(&row.id).map(|name| (name, connect.servers.clone())),
+                RowKind::Check(_) => None,
+            })
+            .collect();
         let namespace = probe_pod::create_namespace(client, "dualstack-dataplane", &Retries::default()).await?;
         let fixture = Self {
             client: client.clone(),
@@ -104,13 +126,20 @@ impl Fixture {
             second_worker,
             nodes,
             host_port: HOST_PORT_RANGE.start + rand::random::<u16>() % (HOST_PORT_RANGE.end - HOST_PORT_RANGE.start),
+            row_services,
+            outside: OnceCell::new(),
             started,
             update_pod_deleted: OnceCell::new(),
             pod_ips_row,
         };
-        if let Err(e) = fixture.populate(timeout).await {
+        if let Err(e) = fixture.populate(rows, timeout).await {
             probe_pod::delete_namespace(client, &namespace).await;
             return Err(e);
+        }
+        // The outside server starts with the fixture, so it is there (by its name) for whoever
+        // looks before the first row dials it; a failure to start is reported by those rows.
+        if rows.iter().any(|r| matches!(&r.kind, RowKind::Connect(c) if c.to == Destination::Outside)) && fixture.docker_network.is_some() {
+            let _ = fixture.outside_server().await;
         }
         Ok(fixture)
     }
@@ -126,7 +155,18 @@ impl Fixture {
         Ok(pod)
     }
 
-    async fn populate(&self, timeout: Duration) -> Result<()> {
+    /// The pod serving on the fixture's hostPort (TCP and UDP) on `node`.
+    fn host_port_pod(node: &str, host_port: u16) -> Result<Pod> {
+        let mut pod = probe_pod::probe_pod(HOST_PORT_POD, node, &[("role", "host-port")], false);
+        if let Some(container) = pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+            container.ports = Some(json(serde_json::json!(["TCP", "UDP"].map(|protocol| {
+                serde_json::json!({"containerPort": PROBE_PORT, "hostPort": host_port, "protocol": protocol})
+            })))?);
+        }
+        Ok(pod)
+    }
+
+    async fn populate(&self, rows: &[&DataplaneRow], timeout: Duration) -> Result<()> {
         let (cp, worker, second) = (name_of(&self.control_plane), name_of(&self.worker), name_of(&self.second_worker));
         let mut client_pod = probe_pod::probe_pod("client", &cp, &[("role", "client")], false);
         if let Some(container) = client_pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
@@ -139,6 +179,8 @@ impl Fixture {
             probe_pod::probe_pod("server-0", &worker, &[("role", "server"), ("hairpin", "yes"), ("affinity", "yes")], false),
             probe_pod::probe_pod("server-1", &second, &[("role", "server")], false),
             probe_pod::probe_pod(SECOND_CLIENT, &second, &[("role", "client")], false),
+            probe_pod::probe_pod(WORKER_CLIENT, &worker, &[("role", "client")], false),
+            Self::host_port_pod(&worker, self.host_port_number())?,
             probe_pod::probe_pod(REMAINING_UPDATE_POD, &worker, &[("role", "update"), ("affinity", "yes")], false),
             probe_pod::probe_pod(DELETED_UPDATE_POD, &second, &[("role", "update")], false),
             Self::host_network_pod("host-server", &worker, self.host_port)?,
@@ -148,27 +190,29 @@ impl Fixture {
             self.pods.create(&PostParams::default(), pod).await?;
         }
         let dual = if self.mode.is_dual() { "RequireDualStack" } else { "SingleStack" };
-        let ports = |target: u16| {
-            serde_json::json!([
-                {"name": "tcp", "port": 80, "targetPort": target, "protocol": "TCP"},
-                {"name": "udp", "port": 80, "targetPort": target, "protocol": "UDP"}
-            ])
+        let ports = |target: u16, protocols: &[&str]| {
+            let ports: Vec<serde_json::Value> = protocols
+                .iter()
+                .map(|p| serde_json::json!({"name": p.to_ascii_lowercase(), "port": SERVICE_PORT, "targetPort": target, "protocol": p}))
+                .collect();
+            serde_json::Value::Array(ports)
         };
-        let service = |name: &str, selector: serde_json::Value, extra: serde_json::Value, target: u16| {
-            let mut spec = serde_json::json!({"ipFamilyPolicy": dual, "selector": selector, "ports": ports(target)});
-            crate::table::services::merge(&mut spec, &extra);
+        let service_with = |name: &str, selector: serde_json::Value, extra: &serde_json::Value, target: u16, protocols: &[&str]| {
+            let mut spec = serde_json::json!({"ipFamilyPolicy": dual, "selector": selector, "ports": ports(target, protocols)});
+            crate::table::services::merge(&mut spec, extra);
             serde_json::json!({"metadata": {"name": name}, "spec": spec})
         };
+        let service = |name: &str, selector: serde_json::Value, extra: serde_json::Value, target: u16| service_with(name, selector, &extra, target, &["TCP", "UDP"]);
         let none = serde_json::json!({});
         let mut services = vec![
             service("echo", serde_json::json!({"role": "server"}), serde_json::json!({"type": "NodePort"}), PROBE_PORT),
             service("echo-headless", serde_json::json!({"role": "server"}), serde_json::json!({"clusterIP": "None"}), PROBE_PORT),
-            // Both endpoints on the first worker: which one affinity pins a client to is chance, so
-            // a fault on one node's path must reach both for the verdict not to depend on it.
-            service("echo-affinity", serde_json::json!({"affinity": "yes"}), serde_json::json!({"sessionAffinity": "ClientIP"}), PROBE_PORT),
             service("echo-hairpin", serde_json::json!({"hairpin": "yes"}), serde_json::json!({"type": "NodePort"}), PROBE_PORT),
             service("echo-update", serde_json::json!({"role": "update"}), none.clone(), PROBE_PORT),
             service("echo-host", serde_json::json!({"role": "host-server"}), serde_json::json!({"type": "NodePort"}), self.host_port),
+            // A LoadBalancer with externalTrafficPolicy Local gets a healthCheckNodePort (no load
+            // balancer needs to exist for that): kube-proxy answers it per node.
+            service(LOCAL_LB_SERVICE, serde_json::json!({"role": "server"}), serde_json::json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local"}), PROBE_PORT),
         ];
         for &family in self.mode.families() {
             let single = serde_json::json!({"ipFamilyPolicy": "SingleStack", "ipFamilies": [family.api_name()]});
@@ -177,17 +221,34 @@ impl Fixture {
             crate::table::services::merge(&mut headless, &serde_json::json!({"clusterIP": "None"}));
             services.push(service(&format!("echo-headless-only-{}", family.slug()), serde_json::json!({"role": "server"}), headless, PROBE_PORT));
         }
+        for row in rows {
+            let RowKind::Connect(connect) = &row.kind else { continue };
+            let Some(name) = connect.service_name(&row.id) else { continue };
+            let mut protocols: Vec<&str> = row.protocols.iter().map(|p| p.service_protocol()).collect();
+            protocols.dedup();
+            let node_port = if connect.to == Destination::NodePort { serde_json::json!({"type": "NodePort"}) } else { serde_json::json!({}) };
+            let mut extra = node_port;
+            crate::table::services::merge(&mut extra, connect.service.as_ref().unwrap_or(&serde_json::json!({})));
+            services.push(service_with(&name, selector_of(&connect.servers)?, &extra, PROBE_PORT, &protocols));
+        }
         let api: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
         for svc in services {
-            api.create(&PostParams::default(), &json(svc)?).await?;
+            let name = svc["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            api.create(&PostParams::default(), &json(svc)?).await.map_err(|e| match e {
+                // A row's Service the API server refuses (a vendor's `service:` fields) names the row.
+                kube::Error::Api(status) => Error::Environment(format!("creating the fixture's Service {name}: {}", status.message)),
+                other => other.into(),
+            })?;
         }
         let names: Vec<&str> = pods.iter().filter_map(|p| p.metadata.name.as_deref()).collect();
         probe_pod::wait_pods_ready(&self.pods, &names, timeout).await?;
-        // Services are usable once their EndpointSlices list both of their pods in every family.
-        poll("EndpointSlices of the echo and echo-update Services", timeout, Duration::from_millis(300), || async {
+        // Services are usable once their EndpointSlices list all of their pods in every family.
+        let mut awaited: Vec<(String, String)> = vec![("echo".into(), "role=server".into()), ("echo-update".into(), "role=update".into())];
+        awaited.extend(self.row_services.iter().cloned());
+        poll("EndpointSlices of the fixture's Services", timeout, Duration::from_millis(300), || async {
             let mut missing = Vec::new();
-            for (service, role) in [("echo", "server"), ("echo-update", "update")] {
-                let pods = self.ips_of(role).await?;
+            for (service, selector) in &awaited {
+                let pods = self.ips_of(selector).await?;
                 for &family in self.mode.families() {
                     let want: BTreeSet<String> = pods.iter().filter_map(|ips| of_family(ips, family)).map(|ip| ip.to_string()).collect();
                     let have = self.slice_addresses(service, family).await?;
@@ -202,7 +263,37 @@ impl Fixture {
     }
 
     pub async fn delete(&self) {
+        if let Some(Ok(server)) = self.outside.get() {
+            server.remove().await;
+        }
         probe_pod::delete_namespace(&self.client, &self.namespace).await;
+    }
+
+    /// The server outside the cluster (container `dualstack-outside-NAMESPACE`), started once, or
+    /// why there is none.
+    pub async fn outside_server(&self) -> std::result::Result<&super::external::OutsideServer, String> {
+        let started = self
+            .outside
+            .get_or_init(|| async {
+                match &self.docker_network {
+                    Some(network) => super::external::OutsideServer::start(network, &self.namespace).await,
+                    None => Err(super::external::NOT_ON_THIS_HOST.into()),
+                }
+            })
+            .await;
+        started.as_ref().map_err(Clone::clone)
+    }
+
+    /// The hostPort of the fixture's hostPort pod.
+    pub fn host_port_number(&self) -> u16 {
+        self.host_port + 2
+    }
+
+    /// The fixture's client pod on the node labelled `label`, if the cluster has that node.
+    pub async fn client_on(&self, label: &str) -> Result<Option<String>> {
+        let Some(node) = self.node(label).map(name_of) else { return Ok(None) };
+        let clients = self.pods.list(&ListParams::default().labels("role=client")).await?;
+        Ok(clients.items.iter().find(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str())).map(name_of))
     }
 
     /// The fixture's pods (node, state, IPs) and the namespace's latest events, for failed cases.
@@ -234,7 +325,7 @@ impl Fixture {
     /// Where the fixture's pods run, for each case's system-out.
     pub fn describe(&self) -> String {
         format!(
-            "fixture namespace {}; client on {}, {SECOND_CLIENT} and server-1 on {}, server-0 on {}; ready in {:.1}s",
+            "fixture namespace {}; client on {}, {SECOND_CLIENT} and server-1 on {}, server-0, {WORKER_CLIENT} and {HOST_PORT_POD} on {}; ready in {:.1}s",
             self.namespace,
             name_of(&self.control_plane),
             name_of(&self.second_worker),
@@ -247,9 +338,9 @@ impl Fixture {
         Ok(self.pods.get(name).await?)
     }
 
-    /// The pod IPs of the live pods labelled `role=ROLE`.
-    pub async fn ips_of(&self, role: &str) -> Result<Vec<Vec<String>>> {
-        let list = self.pods.list(&ListParams::default().labels(&format!("role={role}"))).await?;
+    /// The pod IPs of the live pods `selector` selects.
+    pub async fn ips_of(&self, selector: &str) -> Result<Vec<Vec<String>>> {
+        let list = self.pods.list(&ListParams::default().labels(selector)).await?;
         Ok(list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(pod_ips).collect())
     }
 
@@ -392,7 +483,12 @@ fn pod_without_address(pod_ips_row: Option<&str>, pod: &Pod, family: IpFamily) -
     }
 }
 
-/// The Service's clusterIP of `family`.
+/// A Service selector from a row's `servers` (checked by the loader).
+fn selector_of(selector: &str) -> Result<serde_json::Value> {
+    let terms = crate::table::dataplane::selector_terms(selector).map_err(|e| Error::Environment(format!("servers '{selector}': {e}")))?;
+    Ok(serde_json::Value::Object(terms.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect()))
+}
+
 /// The addresses of `ip -o addr` output: `2: eth0    inet 172.18.0.2/16 brd ...` -> 172.18.0.2.
 fn global_addresses(ip_addr: &str) -> Vec<String> {
     ip_addr
@@ -404,6 +500,7 @@ fn global_addresses(ip_addr: &str) -> Vec<String> {
         .collect()
 }
 
+/// The Service's clusterIP of `family`.
 pub fn cluster_ip(svc: &Service, family: IpFamily) -> Option<IpAddr> {
     of_family(&service_ips(svc), family)
 }

@@ -5,6 +5,7 @@
 
 mod addressing;
 mod connectivity;
+mod declared;
 mod dns;
 mod endpoints;
 mod external;
@@ -15,7 +16,7 @@ mod verdict;
 use super::{CheckKind, Outcome, Target};
 use crate::error::{Error, Result};
 use crate::plan::{PlannedCase, Work};
-use crate::table::dataplane::CheckGroup;
+use crate::table::dataplane::{CheckGroup, RowKind};
 use fixture::Fixture;
 use std::time::Duration;
 
@@ -44,11 +45,12 @@ impl CheckKind for DataplaneChecks {
     }
 
     async fn prepare(&self, target: &Target<'_>) -> Result<Fixture> {
-        let pod_ips_row = target.tables.dataplane.iter().find(|r| r.check == crate::table::dataplane::Check::PodIps).map(|r| r.id.clone());
+        let pod_ips_row = target.tables.dataplane.iter().find(|r| r.check() == Some(crate::table::dataplane::Check::PodIps)).map(|r| r.id.clone());
+        let rows: Vec<&crate::table::DataplaneRow> = target.tables.dataplane.iter().filter(|r| r.modes.contains(&target.facts.mode)).collect();
         // Cluster DNS (which a cluster just created may still be starting) settles while the
         // fixture's pods start: the DNS checks need it, nothing before them does.
         let (fixture, dns) = tokio::join!(
-            Fixture::create(target.client, target.facts.mode, pod_ips_row, DATAPLANE_TIMEOUT),
+            Fixture::create(target.client, target.facts.mode, pod_ips_row, &rows, DATAPLANE_TIMEOUT),
             crate::cluster::wait_cluster_dns(target.client, CLUSTER_DNS_TIMEOUT),
         );
         let fixture = fixture?;
@@ -71,11 +73,15 @@ impl CheckKind for DataplaneChecks {
     async fn run(&self, fixture: &Fixture, target: &Target<'_>, case: &PlannedCase) -> Outcome {
         let Work::Dataplane { row, action } = &case.work else { return Outcome::error(format!("{} is not a data-plane action", case.id)) };
         let Some(row) = target.tables.dataplane.get(*row) else { return Outcome::error(format!("no data-plane row {row}")) };
-        let ran = match row.check.group() {
-            CheckGroup::Addressing => addressing::run(fixture, row.check, action).await,
-            CheckGroup::Endpoints => endpoints::run(fixture, row.check, action).await,
-            CheckGroup::Dns => dns::run(fixture, row.check, action).await,
-            CheckGroup::Connectivity => connectivity::run(fixture, row, action).await,
+        let ran = match &row.kind {
+            RowKind::Connect(connect) => declared::run(fixture, row, connect, action).await,
+            RowKind::Check(check) => match check.group() {
+                CheckGroup::Addressing => addressing::run(fixture, *check, action).await,
+                CheckGroup::Endpoints => endpoints::run(fixture, *check, action).await,
+                CheckGroup::Dns => dns::run(fixture, *check, action).await,
+                CheckGroup::Connectivity => connectivity::run(fixture, row, action).await,
+                CheckGroup::Health => external::health_check(fixture, action).await,
+            },
         };
         let mut outcome = ran.unwrap_or_else(|e| Outcome::error(e.to_string()));
         outcome.diagnostics = fixture.describe();

@@ -40,6 +40,8 @@ pub enum Answering {
     Every,
     /// At least one of them (affinity pins a client to one, by design).
     Any,
+    /// Nobody, over the whole convergence window (a path that must not serve).
+    Nobody,
 }
 
 /// What a reach asks of the answers: who must answer, and which client address they must see.
@@ -58,6 +60,11 @@ impl Answers {
     /// One of `expected` answers (affinity), seeing a client address `rule` allows.
     pub fn any(expected: Expected, rule: SourceRule) -> Self {
         Self { expected, answering: Answering::Any, rule }
+    }
+
+    /// Nobody answers.
+    pub fn nobody() -> Self {
+        Self { expected: Ok(Vec::new()), answering: Answering::Nobody, rule: SourceRule::Any }
     }
 }
 
@@ -124,6 +131,7 @@ impl Sources {
             SourceRule::Any => String::new(),
             SourceRule::ClientPod => format!(", each seeing the client pod's own address ({allowed})"),
             SourceRule::ClientNode => format!(", each seeing one of the client node's addresses ({allowed})"),
+            SourceRule::ExternalClient => format!(", each seeing the outside client's own address ({allowed})"),
         }
     }
 }
@@ -155,13 +163,14 @@ impl Tally {
         }
     }
 
-    /// Whether the tally already settles the verdict: every expected endpoint has answered (Every)
-    /// or one has (Any).
+    /// Whether the tally already settles the verdict: every expected endpoint has answered (Every),
+    /// one has (Any), or anybody has (Nobody: that fails it).
     fn complete(&self, endpoints: &[Endpoint], answering: Answering) -> bool {
         let answered = |e: &Endpoint| self.answered.contains_key(&e.answers_as);
         match answering {
             Answering::Every => endpoints.iter().all(answered),
             Answering::Any => endpoints.iter().any(answered),
+            Answering::Nobody => !self.answered.is_empty(),
         }
     }
 
@@ -172,8 +181,9 @@ impl Tally {
         let expected = match answering {
             Answering::Every => format!("{description} answered by each of {}{}", names.join(", "), sources.describe()),
             Answering::Any => format!("{description} answered by one of {}{}", names.join(", "), sources.describe()),
+            Answering::Nobody => format!("{description} answered by nobody within {}s", CONVERGENCE.as_secs()),
         };
-        if endpoints.is_empty() {
+        if endpoints.is_empty() && answering != Answering::Nobody {
             return fail(expected, "no endpoint of this family to expect an answer from");
         }
         let answered: Vec<String> = self
@@ -203,6 +213,8 @@ impl Tally {
             problems.push(format!("unexpected responder {}", strangers.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
         }
         match answering {
+            // Failed attempts are what this path should give; only an answer is news.
+            Answering::Nobody if problems.is_empty() => return pass(expected, seen),
             Answering::Every if !silent.is_empty() => {
                 let dark: Vec<&String> = names.iter().zip(endpoints).filter(|(_, e)| silent.contains(&&e.pod)).map(|(n, _)| n).collect();
                 problems.push(format!("never answered: {}", dark.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
@@ -262,7 +274,10 @@ where
 {
     let started = Instant::now();
     let mut tally = Tally::default();
-    while !endpoints.is_empty() && !tally.complete(endpoints, answering) {
+    if endpoints.is_empty() && answering != Answering::Nobody {
+        return Ok((tally, started.elapsed()));
+    }
+    while !tally.complete(endpoints, answering) {
         let elapsed = started.elapsed();
         let answers: usize = tally.answered.values().map(|(n, _)| n).sum();
         if elapsed >= GIVE_UP || (elapsed >= CONVERGENCE && (answers >= MIN_ANSWERS || answers == 0)) {
@@ -332,7 +347,8 @@ impl Fixture {
             Err(missing) => return Ok(Err(missing)),
         };
         let allowed = match rule {
-            SourceRule::Any => Vec::new(),
+            // The loader keeps external-client to clients outside the cluster (external::reach).
+            SourceRule::Any | SourceRule::ExternalClient => Vec::new(),
             SourceRule::ClientPod => crate::objects::pod_ips(&pod),
             SourceRule::ClientNode => {
                 let spec = pod.spec.unwrap_or_default();
@@ -412,6 +428,24 @@ mod tests {
     fn nothing_to_expect_is_a_failure_not_a_pass() {
         let got = Tally::default().judge("c -> s", &[], Answering::Every, &Sources::any(), Duration::ZERO);
         assert_eq!((got.status, got.actual.as_str()), (Status::Failed, "no endpoint of this family to expect an answer from"));
+    }
+
+    #[test]
+    fn nobody_passes_on_silence_and_names_whoever_answers() {
+        let silent = tally(vec![refused(), refused()]).judge("c -> s", &[], Answering::Nobody, &Sources::any(), Duration::from_secs(10));
+        assert_eq!((silent.status, silent.retried.len()), (Status::Passed, 0), "{silent:?}");
+        assert_eq!(silent.expected, "c -> s answered by nobody within 10s");
+        let leaked = tally(vec![refused(), answer("server-0")]).judge("c -> s", &[], Answering::Nobody, &Sources::any(), Duration::from_secs(1));
+        assert_eq!(leaked.status, Status::Failed);
+        assert!(leaked.message.starts_with("unexpected responder server-0"), "{}", leaked.message);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nobody_keeps_listening_for_the_whole_window_and_stops_at_the_first_answer() {
+        let (silent, elapsed) = converge(&[], Answering::Nobody, || async { Ok(vec![refused()]) }).await.unwrap();
+        assert!(elapsed >= CONVERGENCE && silent.attempts > 1, "{elapsed:?} {}", silent.attempts);
+        let (leaked, _) = converge(&[], Answering::Nobody, || async { Ok(vec![answer("server-0")]) }).await.unwrap();
+        assert_eq!(leaked.attempts, 1);
     }
 
     #[tokio::test]

@@ -1,0 +1,131 @@
+//! The rows that state their connection (`connect:`): the client, what it dials, the Service the
+//! fixture made for the row, and who must answer, judged by the one reach primitive.
+
+use super::fixture::{Fixture, name_of, node_port};
+use super::reach::{Answers, Endpoint, Expected, Missing, SMALL_PAYLOAD, via_cluster_ip};
+use super::verdict::{skip, verdict};
+use crate::checks::Outcome;
+use crate::error::{Error, Result};
+use crate::objects::{internal_ips, of_family};
+use crate::probe_pod::PROBE_PORT;
+use crate::table::dataplane::{Action, Client, Connect, DataplaneRow, Destination, Expect, Protocol};
+use std::net::SocketAddr;
+
+pub async fn run(fixture: &Fixture, row: &DataplaneRow, connect: &Connect, action: &Action) -> Result<Outcome> {
+    let family = action.family;
+    let Some(proto) = action.protocol() else {
+        return Err(Error::Environment(format!("{} needs a protocol, the action has {:?}", row.id, action.variant)));
+    };
+    // Who connects: a fixture pod by name, or a container outside the cluster.
+    let client = match connect.from {
+        Client::Pod => match fixture.client_on(&connect.from_node).await? {
+            Some(pod) => Some(pod),
+            None => return Ok(skip(format!("the cluster has no node {} for the client", connect.from_node))),
+        },
+        Client::HostNetwork => Some("host-client".to_string()),
+        Client::External => None,
+    };
+    let network = match (&client, &fixture.docker_network) {
+        (None, None) => return Ok(skip(super::external::NOT_ON_THIS_HOST)),
+        (_, network) => network.clone(),
+    };
+    let to_node = match &connect.to_node {
+        Some(label) => match fixture.node(label) {
+            Some(node) => Some(node.clone()),
+            None => return Ok(skip(format!("the cluster has no node {label} to dial"))),
+        },
+        None => None,
+    };
+    // The servers, before narrowing them to a node.
+    let servers: Expected = match connect.to {
+        Destination::Outside => match fixture.outside_server().await {
+            Ok(server) => server.endpoint(family),
+            Err(why) if fixture.docker_network.is_none() => return Ok(skip(why)),
+            Err(why) => Err(Missing { wanted: "a server outside the cluster".into(), saw: why }),
+        },
+        _ => fixture.endpoints(&connect.servers, family).await?,
+    };
+    let service = match connect.service_name(&row.id) {
+        Some(name) => Some((fixture.service(&name).await?, name)),
+        None => None,
+    };
+    let to_node_address = |family| to_node.as_ref().and_then(|n| of_family(&internal_ips(n), family));
+    let to_node_name = to_node.as_ref().map(name_of).unwrap_or_default();
+    let target = match (connect.to, &service) {
+        (Destination::ClusterIp, Some((svc, name))) => via_cluster_ip(name, svc, family),
+        (Destination::NodePort, Some((svc, name))) => match (to_node_address(family), node_port(svc, proto.service_protocol())) {
+            (Some(ip), Some(port)) => Ok(SocketAddr::new(ip, port)),
+            (ip, port) => Err(Missing {
+                wanted: format!("an {family} address on {to_node_name} and a nodePort of {name}"),
+                saw: format!("address {}, nodePort {}", ip.map_or("none".into(), |ip| ip.to_string()), port.map_or("none".into(), |p| p.to_string())),
+            }),
+        },
+        (Destination::HostPort, _) => to_node_address(family)
+            .map(|ip| SocketAddr::new(ip, fixture.host_port_number()))
+            .ok_or_else(|| Missing { wanted: format!("an {family} address on {to_node_name}"), saw: "none".into() }),
+        (Destination::Outside, _) => match &servers {
+            Ok(endpoints) => Ok(SocketAddr::new(endpoints[0].address, PROBE_PORT)),
+            Err(missing) => Err(missing.clone()),
+        },
+        (Destination::Pod, _) => return reach_each(fixture, client.as_deref(), network.as_deref(), proto, servers, row).await,
+        (Destination::ClusterIp | Destination::NodePort, None) => {
+            return Err(Error::Environment(format!("{}: the fixture made no Service for the row", row.id)));
+        }
+    };
+    // Who must answer: the servers, those on one node, or nobody.
+    let client_node = match &client {
+        Some(pod) => fixture.pod(pod).await?.spec.and_then(|s| s.node_name),
+        None => None,
+    };
+    let on_node = |node: Option<String>, servers: Expected| servers.map(|all| all.into_iter().filter(|e| Some(&e.node) == node.as_ref()).collect::<Vec<_>>());
+    let answers = match connect.expect {
+        Expect::Every => Answers::every(servers, row.source),
+        Expect::None => Answers::nobody(),
+        Expect::One => {
+            let Some(client) = client else { return Err(Error::Environment(format!("{}: affinity is judged from a pod", row.id))) };
+            return super::connectivity::session_affinity(fixture, &client, proto, target, servers, row.source).await;
+        }
+        Expect::EveryOnClientNode => nobody_if_empty(on_node(client_node, servers), row.source),
+        Expect::EveryOnTargetNode => nobody_if_empty(on_node(Some(to_node_name.clone()), servers), row.source),
+    };
+    match (&client, network) {
+        (Some(pod), _) => fixture.reach(pod, proto, target, SMALL_PAYLOAD, answers).await,
+        (None, Some(network)) => super::external::reach(&network, proto, target, answers).await,
+        (None, None) => Ok(skip(super::external::NOT_ON_THIS_HOST)),
+    }
+}
+
+/// Each of `servers` must answer; none left on the node means nobody may.
+fn nobody_if_empty(servers: Expected, rule: crate::table::dataplane::SourceRule) -> Answers {
+    match servers {
+        Ok(list) if list.is_empty() => Answers::nobody(),
+        servers => Answers::every(servers, rule),
+    }
+}
+
+/// `to: pod`: each server's own address, one reach per server, all of which must pass.
+async fn reach_each(fixture: &Fixture, client: Option<&str>, network: Option<&str>, proto: Protocol, servers: Expected, row: &DataplaneRow) -> Result<Outcome> {
+    let servers: Vec<Endpoint> = match servers {
+        Ok(servers) => servers,
+        Err(missing) => return Ok(missing.into()),
+    };
+    let mut outcomes = Vec::new();
+    for server in &servers {
+        let target = Ok(SocketAddr::new(server.address, PROBE_PORT));
+        let answers = Answers::every(Ok(vec![server.clone()]), row.source);
+        outcomes.push(match (client, network) {
+            (Some(pod), _) => fixture.reach(pod, proto, target, SMALL_PAYLOAD, answers).await?,
+            (None, Some(network)) => super::external::reach(network, proto, target, answers).await?,
+            (None, None) => return Ok(skip(super::external::NOT_ON_THIS_HOST)),
+        });
+    }
+    let broken: Vec<String> = servers.iter().zip(&outcomes).filter(|(_, o)| o.status != reports::Status::Passed).map(|(s, o)| format!("{}: {}", s.pod, o.message)).collect();
+    let seen: Vec<String> = servers.iter().zip(&outcomes).map(|(s, o)| format!("{}: {}", s.pod, o.actual)).collect();
+    let expected: Vec<String> = outcomes.iter().map(|o| o.expected.clone()).collect();
+    let mut outcome = verdict(broken.is_empty(), expected.join("; "), seen.join(" | "));
+    if !broken.is_empty() {
+        outcome.message = broken.join(" | ");
+    }
+    outcome.retried = outcomes.into_iter().flat_map(|o| o.retried).collect();
+    Ok(outcome)
+}
