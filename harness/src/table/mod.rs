@@ -3,6 +3,7 @@
 //! Nothing here knows Kubernetes types or talks to a cluster. The format is documented in
 //! suites/README.md.
 
+pub mod connect;
 pub mod dataplane;
 pub mod selection;
 pub mod services;

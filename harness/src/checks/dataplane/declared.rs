@@ -8,7 +8,8 @@ use crate::checks::Outcome;
 use crate::error::{Error, Result};
 use crate::objects::{internal_ips, of_family};
 use crate::probe_pod::PROBE_PORT;
-use crate::table::dataplane::{Action, Client, Connect, DataplaneRow, Destination, Expect, Protocol};
+use crate::table::connect::{Client, Connect, Destination, Expect};
+use crate::table::dataplane::{Action, DataplaneRow, Protocol};
 use std::net::SocketAddr;
 
 pub async fn run(fixture: &Fixture, row: &DataplaneRow, connect: &Connect, action: &Action) -> Result<Outcome> {
@@ -16,18 +17,16 @@ pub async fn run(fixture: &Fixture, row: &DataplaneRow, connect: &Connect, actio
     let Some(proto) = action.protocol() else {
         return Err(Error::Environment(format!("{} needs a protocol, the action has {:?}", row.id, action.variant)));
     };
-    // Who connects: a fixture pod by name, or a container outside the cluster.
     let client = match connect.from {
         Client::Pod => match fixture.client_on(&connect.from_node).await? {
-            Some(pod) => Some(pod),
+            Some(pod) => Connector::Pod(pod),
             None => return Ok(skip(format!("the cluster has no node {} for the client", connect.from_node))),
         },
-        Client::HostNetwork => Some("host-client".to_string()),
-        Client::External => None,
-    };
-    let network = match (&client, &fixture.docker_network) {
-        (None, None) => return Ok(skip(super::external::NOT_ON_THIS_HOST)),
-        (_, network) => network.clone(),
+        Client::HostNetwork => Connector::Pod("host-client".to_string()),
+        Client::External => match &fixture.docker_network {
+            Some(network) => Connector::Outside(network.clone()),
+            None => return Ok(skip(super::external::NOT_ON_THIS_HOST)),
+        },
     };
     let to_node = match &connect.to_node {
         Some(label) => match fixture.node(label) {
@@ -67,31 +66,42 @@ pub async fn run(fixture: &Fixture, row: &DataplaneRow, connect: &Connect, actio
             Ok(endpoints) => Ok(SocketAddr::new(endpoints[0].address, PROBE_PORT)),
             Err(missing) => Err(missing.clone()),
         },
-        (Destination::Pod, _) => return reach_each(fixture, client.as_deref(), network.as_deref(), proto, servers, row).await,
+        (Destination::Pod, _) => return reach_each(fixture, &client, proto, servers, row).await,
         (Destination::ClusterIp | Destination::NodePort, None) => {
             return Err(Error::Environment(format!("{}: the fixture made no Service for the row", row.id)));
         }
     };
     // Who must answer: the servers, those on one node, or nobody.
     let client_node = match &client {
-        Some(pod) => fixture.pod(pod).await?.spec.and_then(|s| s.node_name),
-        None => None,
+        Connector::Pod(pod) => fixture.pod(pod).await?.spec.and_then(|s| s.node_name),
+        Connector::Outside(_) => None,
     };
     let on_node = |node: Option<String>, servers: Expected| servers.map(|all| all.into_iter().filter(|e| Some(&e.node) == node.as_ref()).collect::<Vec<_>>());
     let answers = match connect.expect {
         Expect::Every => Answers::every(servers, row.source),
         Expect::None => Answers::nobody(),
         Expect::One => {
-            let Some(client) = client else { return Err(Error::Environment(format!("{}: affinity is judged from a pod", row.id))) };
+            let Connector::Pod(client) = client else { return Err(Error::Environment(format!("{}: affinity is judged from a pod", row.id))) };
             return super::connectivity::session_affinity(fixture, &client, proto, target, servers, row.source).await;
         }
         Expect::EveryOnClientNode => nobody_if_empty(on_node(client_node, servers), row.source),
         Expect::EveryOnTargetNode => nobody_if_empty(on_node(Some(to_node_name.clone()), servers), row.source),
     };
-    match (&client, network) {
-        (Some(pod), _) => fixture.reach(pod, proto, target, SMALL_PAYLOAD, answers).await,
-        (None, Some(network)) => super::external::reach(&network, proto, target, answers).await,
-        (None, None) => Ok(skip(super::external::NOT_ON_THIS_HOST)),
+    client.reach(fixture, proto, target, answers).await
+}
+
+/// Who connects: a fixture pod by name, or a fresh container on the nodes' docker network.
+enum Connector {
+    Pod(String),
+    Outside(String),
+}
+
+impl Connector {
+    async fn reach(&self, fixture: &Fixture, proto: Protocol, target: super::reach::Destination, answers: Answers) -> Result<Outcome> {
+        match self {
+            Self::Pod(pod) => fixture.reach(pod, proto, target, SMALL_PAYLOAD, answers).await,
+            Self::Outside(network) => super::external::reach(network, proto, target, answers).await,
+        }
     }
 }
 
@@ -104,7 +114,7 @@ fn nobody_if_empty(servers: Expected, rule: crate::table::dataplane::SourceRule)
 }
 
 /// `to: pod`: each server's own address, one reach per server, all of which must pass.
-async fn reach_each(fixture: &Fixture, client: Option<&str>, network: Option<&str>, proto: Protocol, servers: Expected, row: &DataplaneRow) -> Result<Outcome> {
+async fn reach_each(fixture: &Fixture, client: &Connector, proto: Protocol, servers: Expected, row: &DataplaneRow) -> Result<Outcome> {
     let servers: Vec<Endpoint> = match servers {
         Ok(servers) => servers,
         Err(missing) => return Ok(missing.into()),
@@ -113,11 +123,7 @@ async fn reach_each(fixture: &Fixture, client: Option<&str>, network: Option<&st
     for server in &servers {
         let target = Ok(SocketAddr::new(server.address, PROBE_PORT));
         let answers = Answers::every(Ok(vec![server.clone()]), row.source);
-        outcomes.push(match (client, network) {
-            (Some(pod), _) => fixture.reach(pod, proto, target, SMALL_PAYLOAD, answers).await?,
-            (None, Some(network)) => super::external::reach(network, proto, target, answers).await?,
-            (None, None) => return Ok(skip(super::external::NOT_ON_THIS_HOST)),
-        });
+        outcomes.push(client.reach(fixture, proto, target, answers).await?);
     }
     let broken: Vec<String> = servers.iter().zip(&outcomes).filter(|(_, o)| o.status != reports::Status::Passed).map(|(s, o)| format!("{}: {}", s.pod, o.message)).collect();
     let seen: Vec<String> = servers.iter().zip(&outcomes).map(|(s, o)| format!("{}: {}", s.pod, o.actual)).collect();

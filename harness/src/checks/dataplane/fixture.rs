@@ -14,7 +14,8 @@ use crate::probe_pod::{self, PROBE_PORT};
 use crate::retry::Retries;
 use crate::wait::poll;
 use super::reach::{Endpoint, Expected, Missing, SERVICE_PORT};
-use crate::table::dataplane::{DataplaneRow, Destination, RowKind};
+use crate::table::connect::Destination;
+use crate::table::dataplane::{DataplaneRow, RowKind};
 use super::verdict::listed;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -61,8 +62,6 @@ pub struct Fixture {
     /// The hostNetwork server's port; the hostNetwork client serves on the next one, and the
     /// hostPort pod's hostPort is the one after.
     host_port: u16,
-    /// The Services of the `connect` rows planned in this mode: (name, selector).
-    row_services: Vec<(String, String)>,
     /// The server outside the cluster, started with the fixture when a row dials it.
     outside: OnceCell<std::result::Result<super::external::OutsideServer, String>>,
     pub started: Instant,
@@ -107,13 +106,6 @@ impl Fixture {
             return Err(Error::Environment("the data-plane suite needs two nodes: a control-plane and a worker".into()));
         };
         let (worker, second_worker) = (worker.clone(), workers.get(1).map_or_else(|| worker.clone(), |&w| w.clone()));
-        let row_services = rows
-            .iter()
-            .filter_map(|row| match &row.kind {
-                RowKind::Connect(connect) => connect.service_name(&row.id).map(|name| (name, connect.servers.clone())),
-                RowKind::Check(_) => None,
-            })
-            .collect();
         let namespace = probe_pod::create_namespace(client, "dualstack-dataplane", &Retries::default()).await?;
         let fixture = Self {
             client: client.clone(),
@@ -126,7 +118,6 @@ impl Fixture {
             second_worker,
             nodes,
             host_port: HOST_PORT_RANGE.start + rand::random::<u16>() % (HOST_PORT_RANGE.end - HOST_PORT_RANGE.start),
-            row_services,
             outside: OnceCell::new(),
             started,
             update_pod_deleted: OnceCell::new(),
@@ -244,7 +235,10 @@ impl Fixture {
         probe_pod::wait_pods_ready(&self.pods, &names, timeout).await?;
         // Services are usable once their EndpointSlices list all of their pods in every family.
         let mut awaited: Vec<(String, String)> = vec![("echo".into(), "role=server".into()), ("echo-update".into(), "role=update".into())];
-        awaited.extend(self.row_services.iter().cloned());
+        awaited.extend(rows.iter().filter_map(|row| match &row.kind {
+            RowKind::Connect(connect) => connect.service_name(&row.id).map(|name| (name, connect.servers.clone())),
+            RowKind::Check(_) => None,
+        }));
         poll("EndpointSlices of the fixture's Services", timeout, Duration::from_millis(300), || async {
             let mut missing = Vec::new();
             for (service, selector) in &awaited {
@@ -485,7 +479,7 @@ fn pod_without_address(pod_ips_row: Option<&str>, pod: &Pod, family: IpFamily) -
 
 /// A Service selector from a row's `servers` (checked by the loader).
 fn selector_of(selector: &str) -> Result<serde_json::Value> {
-    let terms = crate::table::dataplane::selector_terms(selector).map_err(|e| Error::Environment(format!("servers '{selector}': {e}")))?;
+    let terms = crate::table::connect::selector_terms(selector).map_err(|e| Error::Environment(format!("servers '{selector}': {e}")))?;
     Ok(serde_json::Value::Object(terms.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect()))
 }
 
