@@ -1,5 +1,7 @@
-//! The binary stands alone: installed with `cargo install` from a copy of the checkout, the copy
-//! then moved away, it lists, prepares and runs from another directory on the files it carries.
+//! The binary stands alone: copied out of the build and run with its checkout hidden (a tmpfs
+//! mounted over it in a mount namespace of its own), from another directory and with none of
+//! cargo's environment, it lists, prepares and runs on the files it carries. (That it builds from
+//! the tracked files alone is what every fresh clone's build shows.)
 
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // tests fail by panicking
 
@@ -10,17 +12,19 @@ fn checkout() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The checkout's tracked files, copied to `to` (what a clone would hold).
-fn copy_checkout(to: &Path) {
-    let files = Command::new("git").args(["ls-files", "-z"]).current_dir(checkout()).output().unwrap();
-    assert!(files.status.success(), "git ls-files: {}", String::from_utf8_lossy(&files.stderr));
-    for file in files.stdout.split(|b| *b == 0).filter(|f| !f.is_empty()) {
-        let relative = Path::new(std::str::from_utf8(file).unwrap());
-        let (from, dest) = (checkout().join(relative), to.join(relative));
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        // Copied with its permissions: the scripts stay executable.
-        std::fs::copy(&from, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
-    }
+/// `binary ARGS` in `dir`, with the checkout hidden under an empty tmpfs and only PATH and HOME
+/// in its environment.
+fn hidden_checkout(binary: &Path, dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "sh", "-ec", r#"mount -t tmpfs hidden "$1"; cd "$2"; shift 2; exec "$@""#, "sh"])
+        .arg(checkout())
+        .arg(dir)
+        .arg(binary)
+        .args(args)
+        .env_clear()
+        .envs(["PATH", "HOME"].into_iter().filter_map(|k| std::env::var(k).ok().map(|v| (k, v))));
+    command
 }
 
 fn run(command: &mut Command) -> Output {
@@ -34,26 +38,21 @@ fn text(out: &Output) -> String {
 }
 
 #[test]
-#[ignore = "needs a prepared machine (dualstack prepare) and cargo; run with --include-ignored"]
-fn an_installed_binary_works_with_its_checkout_moved_away() {
-    let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("installed-{:x}", std::process::id()));
+#[ignore = "needs a prepared machine (dualstack prepare) and root (a mount namespace); run with --include-ignored"]
+fn the_binary_works_with_its_checkout_hidden() {
+    let scratch = std::env::temp_dir().join(format!("dualstack-installed-{:x}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
-    let (source, moved, root, elsewhere) = (scratch.join("checkout"), scratch.join("moved"), scratch.join("root"), scratch.join("elsewhere"));
-    copy_checkout(&source);
+    let (installed, elsewhere) = (scratch.join("bin/dualstack"), scratch.join("elsewhere"));
+    assert!(!scratch.starts_with(checkout()), "the scratch directory {} is inside the checkout", scratch.display());
+    std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
     std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_dualstack"), &installed).unwrap();
     let from_checkout = run(Command::new(env!("CARGO_BIN_EXE_dualstack")).arg("list"));
-    // The debug profile (a release build takes far longer on 2 cores), in a target dir of its own.
-    let install = run(Command::new(env!("CARGO"))
-        .args(["install", "--locked", "--debug", "--path"])
-        .arg(&source)
-        .arg("--root")
-        .arg(&root)
-        .arg("--target-dir")
-        .arg(scratch.join("target")));
-    assert!(install.status.success(), "cargo install failed");
-    std::fs::rename(&source, &moved).unwrap();
-    let installed = root.join("bin/dualstack");
-    let dualstack = |args: &[&str]| run(Command::new(&installed).args(args).current_dir(&elsewhere));
+    let dualstack = |args: &[&str]| run(&mut hidden_checkout(&installed, &elsewhere, args));
+
+    // The checkout is out of sight.
+    let looked = run(&mut hidden_checkout(Path::new("ls"), &elsewhere, &["-A", &checkout().to_string_lossy()]));
+    assert!(looked.status.success() && text(&looked).trim().is_empty(), "the checkout is not hidden: {}", text(&looked));
 
     // The built-in tables travel with the binary: the same plan as the checkout's build lists.
     let listed = dualstack(&["list"]);

@@ -66,7 +66,9 @@ pub async fn run_mode(target: &Target<'_>, cases: &[&PlannedCase], options: &Run
 async fn run_suite<K: CheckKind>(kind: &K, target: &Target<'_>, cases: &[&PlannedCase], emit: &(dyn Fn(Event) + Sync)) -> Result<()> {
     let context = kind.prepare(target).await?;
     let timeout = kind.case_timeout();
-    let failures: usize = futures::stream::iter(cases.iter().copied())
+    let mut in_start_order = cases.to_vec();
+    in_start_order.sort_by_key(|case| !kind.waits_long(target, case));
+    let failures: usize = futures::stream::iter(in_start_order)
         .map(|case| {
             let context = &context;
             async move {

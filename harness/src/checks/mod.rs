@@ -56,6 +56,13 @@ pub(crate) trait CheckKind {
     /// How long one case may take before the runner reports it as timed out.
     fn case_timeout(&self) -> Duration;
 
+    /// Whether the case spends most of its time waiting out a window (a path that must stay
+    /// silent, a client container started outside the cluster). Those start first, so that their
+    /// waiting overlaps the other cases instead of trailing them.
+    fn waits_long(&self, _target: &Target<'_>, _case: &PlannedCase) -> bool {
+        false
+    }
+
     async fn prepare(&self, target: &Target<'_>) -> Result<Self::Context>;
 
     async fn run(&self, context: &Self::Context, target: &Target<'_>, case: &PlannedCase) -> Outcome;

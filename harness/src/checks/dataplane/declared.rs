@@ -3,7 +3,8 @@
 
 use super::fixture::{Fixture, name_of, node_port};
 use super::reach::{Answers, Endpoint, Expected, Missing, SMALL_PAYLOAD, via_cluster_ip};
-use super::verdict::{skip, verdict};
+use super::external::OutsideHost;
+use super::verdict::{fail, skip, verdict};
 use crate::checks::Outcome;
 use crate::error::{Error, Result};
 use crate::objects::{internal_ips, of_family};
@@ -23,9 +24,10 @@ pub async fn run(fixture: &Fixture, row: &DataplaneRow, connect: &Connect, actio
             None => return Ok(skip(format!("the cluster has no node {} for the client", connect.from_node))),
         },
         Client::HostNetwork => Connector::Pod("host-client".to_string()),
-        Client::External => match &fixture.docker_network {
-            Some(network) => Connector::Outside(network.clone()),
-            None => return Ok(skip(super::external::NOT_ON_THIS_HOST)),
+        Client::External => match fixture.outside_host().await {
+            Ok(host) => Connector::Outside(host),
+            Err(why) if fixture.docker_network.is_none() => return Ok(skip(why)),
+            Err(why) => return Ok(fail(format!("{} from outside the cluster", row.id), why)),
         },
     };
     let to_node = match &connect.to_node {
@@ -37,8 +39,8 @@ pub async fn run(fixture: &Fixture, row: &DataplaneRow, connect: &Connect, actio
     };
     // The servers, before narrowing them to a node.
     let servers: Expected = match connect.to {
-        Destination::Outside => match fixture.outside_server().await {
-            Ok(server) => server.endpoint(family),
+        Destination::Outside => match fixture.outside_host().await {
+            Ok(host) => host.endpoint(family),
             Err(why) if fixture.docker_network.is_none() => return Ok(skip(why)),
             Err(why) => Err(Missing { wanted: "a server outside the cluster".into(), saw: why }),
         },
@@ -90,17 +92,17 @@ pub async fn run(fixture: &Fixture, row: &DataplaneRow, connect: &Connect, actio
     client.reach(fixture, proto, target, answers).await
 }
 
-/// Who connects: a fixture pod by name, or a fresh container on the nodes' docker network.
-enum Connector {
+/// Who connects: a fixture pod by name, or the outside host on the nodes' docker network.
+enum Connector<'a> {
     Pod(String),
-    Outside(String),
+    Outside(&'a OutsideHost),
 }
 
-impl Connector {
+impl Connector<'_> {
     async fn reach(&self, fixture: &Fixture, proto: Protocol, target: super::reach::Destination, answers: Answers) -> Result<Outcome> {
         match self {
             Self::Pod(pod) => fixture.reach(pod, proto, target, SMALL_PAYLOAD, answers).await,
-            Self::Outside(network) => super::external::reach(network, proto, target, answers).await,
+            Self::Outside(host) => host.reach(proto, target, answers).await,
         }
     }
 }
@@ -114,7 +116,7 @@ fn nobody_if_empty(servers: Expected, rule: crate::table::dataplane::SourceRule)
 }
 
 /// `to: pod`: each server's own address, one reach per server, all of which must pass.
-async fn reach_each(fixture: &Fixture, client: &Connector, proto: Protocol, servers: Expected, row: &DataplaneRow) -> Result<Outcome> {
+async fn reach_each(fixture: &Fixture, client: &Connector<'_>, proto: Protocol, servers: Expected, row: &DataplaneRow) -> Result<Outcome> {
     let servers: Vec<Endpoint> = match servers {
         Ok(servers) => servers,
         Err(missing) => return Ok(missing.into()),

@@ -1,6 +1,6 @@
-//! Outside the cluster: a client container on the KIND nodes' docker network (started through
-//! testcontainers from the probe image, one per action) and a server container there (one per
-//! fixture, for the egress rows).
+//! Outside the cluster: one container on the KIND nodes' docker network per fixture (started
+//! through testcontainers from the probe image), the outside host: it serves as the server pods
+//! egress to, and it is the client that dials the cluster from outside.
 
 use super::reach::{Answers, Destination, Endpoint, Sources, converge};
 use super::verdict::fail;
@@ -10,50 +10,90 @@ use crate::mode::IpFamily;
 use crate::probe_pod::{ConnectResult, PROBE_PORT};
 use crate::table::dataplane::{Protocol, SourceRule};
 use std::net::IpAddr;
+use testcontainers::core::ExecCommand;
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 /// Why a row that needs a container next to the nodes cannot run.
 pub const NOT_ON_THIS_HOST: &str = "the nodes are not KIND containers on this host, so no container can join their docker network";
 
-/// The hostname the outside server answers as.
+/// The hostname the outside host answers as.
 const OUTSIDE_HOSTNAME: &str = "outside-server";
 
-/// A probe serving on PROBE_PORT in a container on the nodes' docker network: a server outside
-/// the cluster.
-#[derive(Debug)]
-pub struct OutsideServer {
-    container: String,
+/// A probe serving on PROBE_PORT in a container on the nodes' docker network, and dialing from
+/// there: a host outside the cluster.
+pub struct OutsideHost {
+    container: ContainerAsync<GenericImage>,
     network: String,
     addresses: Vec<IpAddr>,
 }
 
-impl OutsideServer {
-    /// Starts the server on `network`, named after the fixture's namespace.
+impl OutsideHost {
+    /// Starts the host on `network`, as container `dualstack-outside-NAMESPACE` (the name the fault
+    /// scripts find it by).
     pub async fn start(network: &str, namespace: &str) -> std::result::Result<Self, String> {
-        let container = format!("dualstack-outside-{namespace}");
-        let port = PROBE_PORT.to_string();
         let image = crate::machine::probe_image();
-        let run = ["run", "-d", "--rm", "--name", &container, "--hostname", OUTSIDE_HOSTNAME, "--network", network, "--entrypoint", "/usr/local/bin/probe", &image, "serve", "--port", &port];
-        let out = tokio::process::Command::new("docker").args(run).output().await.map_err(|e| format!("running docker: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("starting the outside server ({}): {}", run.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+        let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
+        let container = GenericImage::new(name, tag)
+            .with_entrypoint("/usr/local/bin/probe")
+            .with_cmd(["serve", "--port", &PROBE_PORT.to_string()])
+            .with_container_name(format!("dualstack-outside-{namespace}"))
+            .with_hostname(OUTSIDE_HOSTNAME)
+            .with_network(network)
+            .start()
+            .await
+            .map_err(|e| format!("starting the outside host ({image} on docker network {network}): {e}"))?;
+        match container_addresses(container.id()).await {
+            Ok(addresses) => Ok(Self { container, network: network.into(), addresses }),
+            Err(e) => {
+                let _ = container.rm().await;
+                Err(e)
+            }
         }
-        let server = Self { addresses: container_addresses(&container).await?, container, network: network.into() };
-        Ok(server)
     }
 
-    /// The server as the endpoint of `family` that must answer, or what it lacks.
+    /// The host as the endpoint of `family` that must answer, or what it lacks.
     pub fn endpoint(&self, family: IpFamily) -> super::reach::Expected {
         match self.addresses.iter().find(|ip| IpFamily::of(ip) == family) {
             Some(&address) => Ok(vec![Endpoint { pod: OUTSIDE_HOSTNAME.into(), node: format!("docker network {}", self.network), address, answers_as: OUTSIDE_HOSTNAME.into() }]),
             None => Err(super::reach::Missing {
-                wanted: format!("the outside server has an {family} address on docker network {}", self.network),
+                wanted: format!("the outside host has an {family} address on docker network {}", self.network),
                 saw: format!("it has {}", super::verdict::listed(&self.addresses)),
             }),
         }
     }
 
-    pub async fn remove(&self) {
-        let _ = tokio::process::Command::new("docker").args(["rm", "-f", &self.container]).output().await;
+    /// Connects from the host to `target` until the servers answered as `answers` asks (the same
+    /// convergence and verdict as `Fixture::reach`); an external-client rule allows the host's own
+    /// address of the target's family.
+    pub async fn reach(&self, proto: Protocol, target: Destination, answers: Answers) -> Result<Outcome> {
+        let Answers { expected, answering, rule } = answers;
+        let (target, endpoints) = match (target, expected) {
+            (Ok(target), Ok(endpoints)) => (target, endpoints),
+            (Err(missing), _) | (_, Err(missing)) => return Ok(missing.into()),
+        };
+        let sources = match rule {
+            SourceRule::ExternalClient => Sources { rule, allowed: self.addresses.iter().copied().filter(|ip| IpFamily::of(ip) == IpFamily::of(&target.ip())).collect() },
+            // The loader allows only external-client or any for a client outside the cluster.
+            _ => Sources::any(),
+        };
+        let batch = || async {
+            let count = super::reach::BATCH.to_string();
+            let command = ExecCommand::new(["/usr/local/bin/probe", "connect", proto.name(), &target.to_string(), "--timeout-ms", "3000", "--count", &count]);
+            let failed = |error: String| vec![ConnectResult { ok: false, answer: None, error: Some(error) }];
+            let output = match self.container.exec(command).await {
+                Ok(mut result) => result.stdout_to_vec().await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default(),
+                Err(e) => return Ok(failed(format!("running the client: {e}"))),
+            };
+            Ok(serde_json::from_str::<Vec<ConnectResult>>(output.trim()).unwrap_or_else(|e| failed(format!("client printed {output:?}: {e}"))))
+        };
+        let (tally, elapsed) = converge(&endpoints, answering, batch).await?;
+        let description = format!("the outside host on docker network {} -> {target} over {}", self.network, proto.name());
+        Ok(tally.judge(&description, &endpoints, answering, &sources, elapsed))
+    }
+
+    pub async fn remove(self) {
+        let _ = self.container.rm().await;
     }
 }
 
@@ -78,57 +118,6 @@ pub async fn docker_network_of(node: &str) -> Option<String> {
         return None;
     }
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().map(str::to_string)
-}
-
-/// Connects from a fresh container on `network` to `target` until the servers answered as
-/// `answers` asks (the same convergence and verdict as `Fixture::reach`).
-pub async fn reach(network: &str, proto: Protocol, target: Destination, answers: Answers) -> Result<Outcome> {
-    use testcontainers::core::ExecCommand;
-    use testcontainers::runners::AsyncRunner;
-    use testcontainers::{GenericImage, ImageExt};
-    let Answers { expected, answering, rule } = answers;
-    let (target, endpoints) = match (target, expected) {
-        (Ok(target), Ok(endpoints)) => (target, endpoints),
-        (Err(missing), _) | (_, Err(missing)) => return Ok(missing.into()),
-    };
-    let image = crate::machine::probe_image();
-    let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
-    let description = format!("a container on docker network {network} -> {target} over {}", proto.name());
-    let container = GenericImage::new(name, tag)
-        .with_entrypoint("/usr/local/bin/probe")
-        .with_cmd(["serve", "--port", "8080"])
-        .with_network(network)
-        .start()
-        .await;
-    let container = match container {
-        Ok(c) => c,
-        Err(e) => return Ok(fail(description, format!("starting the client container: {e}"))),
-    };
-    let sources = match rule {
-        SourceRule::ExternalClient => match container_addresses(container.id()).await {
-            Ok(addresses) => Sources { rule, allowed: addresses.into_iter().filter(|ip| IpFamily::of(ip) == IpFamily::of(&target.ip())).collect() },
-            Err(e) => {
-                let _ = container.rm().await;
-                return Ok(fail(description, format!("reading the client container's addresses: {e}")));
-            }
-        },
-        // The loader allows only external-client or any for a client outside the cluster.
-        _ => Sources::any(),
-    };
-    let batch = || async {
-        let count = super::reach::BATCH.to_string();
-        let command = ExecCommand::new(["/usr/local/bin/probe", "connect", proto.name(), &target.to_string(), "--timeout-ms", "3000", "--count", &count]);
-        let failed = |error: String| vec![ConnectResult { ok: false, answer: None, error: Some(error) }];
-        let output = match container.exec(command).await {
-            Ok(mut result) => result.stdout_to_vec().await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default(),
-            Err(e) => return Ok(failed(format!("running the client: {e}"))),
-        };
-        Ok(serde_json::from_str::<Vec<ConnectResult>>(output.trim()).unwrap_or_else(|e| failed(format!("client printed {output:?}: {e}"))))
-    };
-    let converged = converge(&endpoints, answering, batch).await;
-    let _ = container.rm().await;
-    let (tally, elapsed) = converged?;
-    Ok(tally.judge(&description, &endpoints, answering, &sources, elapsed))
 }
 
 /// How long kube-proxy may take to serve a new Service's health check as the endpoints say.

@@ -14,7 +14,7 @@ use crate::probe_pod::{self, PROBE_PORT};
 use crate::retry::Retries;
 use crate::wait::poll;
 use super::reach::{Endpoint, Expected, Missing, SERVICE_PORT};
-use crate::table::connect::Destination;
+use crate::table::connect::{self, Destination};
 use crate::table::dataplane::{DataplaneRow, RowKind};
 use super::verdict::listed;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
@@ -62,8 +62,8 @@ pub struct Fixture {
     /// The hostNetwork server's port; the hostNetwork client serves on the next one, and the
     /// hostPort pod's hostPort is the one after.
     host_port: u16,
-    /// The server outside the cluster, started with the fixture when a row dials it.
-    outside: OnceCell<std::result::Result<super::external::OutsideServer, String>>,
+    /// The host outside the cluster, started with the fixture when a row dials it or dials from it.
+    outside: OnceCell<std::result::Result<super::external::OutsideHost, String>>,
     pub started: Instant,
     /// The endpoint-update pod's deletion, done once by whichever endpoint-update action runs first.
     update_pod_deleted: OnceCell<std::result::Result<(), String>>,
@@ -127,10 +127,10 @@ impl Fixture {
             probe_pod::delete_namespace(client, &namespace).await;
             return Err(e);
         }
-        // The outside server starts with the fixture, so it is there (by its name) for whoever
-        // looks before the first row dials it; a failure to start is reported by those rows.
-        if rows.iter().any(|r| matches!(&r.kind, RowKind::Connect(c) if c.to == Destination::Outside)) && fixture.docker_network.is_some() {
-            let _ = fixture.outside_server().await;
+        // The outside host starts with the fixture, so it is there (by its name) for whoever
+        // looks before the first row uses it; a failure to start is reported by those rows.
+        if rows.iter().any(|r| matches!(&r.kind, RowKind::Connect(c) if c.to == Destination::Outside || c.from == connect::Client::External)) && fixture.docker_network.is_some() {
+            let _ = fixture.outside_host().await;
         }
         Ok(fixture)
     }
@@ -256,21 +256,21 @@ impl Fixture {
         .await
     }
 
-    pub async fn delete(&self) {
-        if let Some(Ok(server)) = self.outside.get() {
-            server.remove().await;
+    pub async fn delete(self) {
+        if let Some(Ok(host)) = self.outside.into_inner() {
+            host.remove().await;
         }
         probe_pod::delete_namespace(&self.client, &self.namespace).await;
     }
 
-    /// The server outside the cluster (container `dualstack-outside-NAMESPACE`), started once, or
-    /// why there is none.
-    pub async fn outside_server(&self) -> std::result::Result<&super::external::OutsideServer, String> {
+    /// The host outside the cluster (container `dualstack-outside-NAMESPACE`), started once, or why
+    /// there is none.
+    pub async fn outside_host(&self) -> std::result::Result<&super::external::OutsideHost, String> {
         let started = self
             .outside
             .get_or_init(|| async {
                 match &self.docker_network {
-                    Some(network) => super::external::OutsideServer::start(network, &self.namespace).await,
+                    Some(network) => super::external::OutsideHost::start(network, &self.namespace).await,
                     None => Err(super::external::NOT_ON_THIS_HOST.into()),
                 }
             })

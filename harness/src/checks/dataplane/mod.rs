@@ -16,6 +16,7 @@ mod verdict;
 use super::{CheckKind, Outcome, Target};
 use crate::error::{Error, Result};
 use crate::plan::{PlannedCase, Work};
+use crate::table::connect::{Client, Expect};
 use crate::table::dataplane::{CheckGroup, RowKind};
 use fixture::Fixture;
 use std::time::Duration;
@@ -24,6 +25,16 @@ use std::time::Duration;
 const DATAPLANE_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a run waits for cluster DNS to have a ready endpoint of each family.
 const CLUSTER_DNS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Rows whose connection may be judged as silence (over the whole convergence window), whose
+/// client is outside the cluster (each batch a `docker exec`), or that wait for kube-proxy's
+/// health-check count to settle.
+fn row_waits_long(row: &crate::table::DataplaneRow) -> bool {
+    match &row.kind {
+        RowKind::Connect(connect) => connect.from == Client::External || !matches!(connect.expect, Expect::Every | Expect::One),
+        RowKind::Check(check) => check.group() == CheckGroup::Health,
+    }
+}
 
 pub struct DataplaneChecks {
     /// Test-only: a shell command run once the fixture is ready (fault injection), with the
@@ -42,6 +53,11 @@ impl CheckKind for DataplaneChecks {
 
     fn case_timeout(&self) -> Duration {
         DATAPLANE_TIMEOUT
+    }
+
+    fn waits_long(&self, target: &Target<'_>, case: &PlannedCase) -> bool {
+        let Work::Dataplane { row, .. } = &case.work else { return false };
+        target.tables.dataplane.get(*row).is_some_and(row_waits_long)
     }
 
     async fn prepare(&self, target: &Target<'_>) -> Result<Fixture> {
@@ -94,5 +110,19 @@ impl CheckKind for DataplaneChecks {
 
     async fn finish(&self, fixture: Fixture) {
         fixture.delete().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::row_waits_long;
+    use crate::table::load_dirs;
+    use std::path::PathBuf;
+
+    #[test]
+    fn the_built_in_rows_that_start_first() {
+        let tables = load_dirs(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../suites")]).unwrap();
+        let first: Vec<&str> = tables.dataplane.iter().filter(|r| row_waits_long(r)).map(|r| r.id.as_str()).collect();
+        assert_eq!(first, ["D25", "D26", "D26-other-node", "D27", "D27-no-local", "D28", "D28-no-local", "D29"]);
     }
 }

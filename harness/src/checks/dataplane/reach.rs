@@ -347,7 +347,7 @@ impl Fixture {
             Err(missing) => return Ok(Err(missing)),
         };
         let allowed = match rule {
-            // The loader keeps external-client to clients outside the cluster (external::reach).
+            // The loader keeps external-client to clients outside the cluster (OutsideHost::reach).
             SourceRule::Any | SourceRule::ExternalClient => Vec::new(),
             SourceRule::ClientPod => crate::objects::pod_ips(&pod),
             SourceRule::ClientNode => {
