@@ -119,7 +119,7 @@ pub struct RunArgs {
     #[arg(long = "mode", default_value = "all")]
     pub modes: Vec<String>,
     /// Run against this cluster instead of creating one; its real mode must match --mode.
-    #[arg(long, conflicts_with_all = ["cni_manifest", "cni_install_cmd", "load_image", "load_archive", "kube_proxy", "keep", "node_image"])]
+    #[arg(long, conflicts_with_all = ["cni_manifest", "cni_install_cmd", "load_image", "load_archive", "kube_proxy", "load_balancer", "keep", "node_image"])]
     pub kubeconfig: Option<PathBuf>,
     #[arg(long, requires = "kubeconfig")]
     pub context: Option<String>,
@@ -137,6 +137,10 @@ pub struct RunArgs {
     /// replaces kube-proxy).
     #[arg(long, default_value = "iptables")]
     pub kube_proxy: harness::kind::KubeProxyMode,
+    /// The load balancer of created clusters: metallb (L2, a pool of each family from the nodes'
+    /// docker network) or none (the LoadBalancer rows are then skipped).
+    #[arg(long, default_value = "metallb")]
+    pub load_balancer: harness::load_balancer::LoadBalancer,
     #[command(flatten)]
     pub images: ImageArgs,
     /// Node image for created clusters (default: the prepared offline image, else kindest/node).
@@ -231,6 +235,10 @@ pub struct UpArgs {
     /// kube-proxy's mode: iptables, nftables, or none (for a CNI that replaces kube-proxy).
     #[arg(long, default_value = "iptables")]
     pub kube_proxy: harness::kind::KubeProxyMode,
+    /// The load balancer: metallb (L2, a pool of each family from the nodes' docker network) or
+    /// none. Without the default CNI there is none (its pods need the CNI you install).
+    #[arg(long, default_value = "metallb")]
+    pub load_balancer: harness::load_balancer::LoadBalancer,
     /// Seconds to wait for nodes Ready, and again for cluster DNS to have ready endpoints.
     #[arg(long, default_value_t = 180)]
     pub ready_timeout: u64,

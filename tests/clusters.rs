@@ -430,7 +430,10 @@ fn a_vendor_cni_from_a_manifest_passes() {
     // Given for the dual mode only.
     let (vendor_image, manifest_file) = vendor_cni(&reports);
     let dir = reports.join("reports").to_string_lossy().into_owned();
-    let run = dualstack(&["run", "--mode", "dual", "--cni-manifest", &format!("dual={}", manifest_file.display()), "--load-image", &vendor_image, "--keep", "--report-dir", &dir]);
+    // Without a load balancer too: its rows are skipped for that reason.
+    let run = dualstack(&[
+        "run", "--mode", "dual", "--cni-manifest", &format!("dual={}", manifest_file.display()), "--load-image", &vendor_image, "--load-balancer", "none", "--keep", "--report-dir", &dir,
+    ]);
     let out = stdout(&run);
     let kept = out.lines().find_map(|l| l.split("kept cluster ").nth(1)).and_then(|rest| rest.split(';').next()).unwrap_or_default().to_string();
     let install_env = if kept.is_empty() { String::new() } else {
@@ -456,6 +459,13 @@ fn a_vendor_cni_from_a_manifest_passes() {
     let (_, loaded) = property("images loaded");
     assert!(loaded.starts_with(&format!("{vendor_image} (sha256:")), "{loaded}");
     assert_eq!(property("kube-proxy"), ("dual".to_string(), "iptables".to_string()));
+    assert_eq!(property("load balancer"), ("dual".to_string(), "none".to_string()));
+    let balanced: Vec<&serde_json::Value> = results["cases"].as_array().into_iter().flatten().filter(|c| c["group"] == "load-balancer").collect();
+    assert_eq!(balanced.len(), 14, "{results}");
+    for case in balanced {
+        assert_eq!(case["status"], "skipped", "{case}");
+        assert!(case["message"].as_str().is_some_and(|m| m.starts_with("no LoadBalancer implementation: none of the fixture's")), "{case}");
+    }
     assert_eq!(property("kubernetes").1, pin("K8S_VERSION"));
     assert!(property("node image").1.starts_with("dualstack.local/kind-node:"), "{results}");
     let junit = std::fs::read_to_string(reports.join("reports/junit.xml")).unwrap_or_default();

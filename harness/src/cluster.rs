@@ -119,12 +119,14 @@ impl KindCluster {
         {
             return Err(cleanup_on_error(e).await);
         }
-        // The offline node image carries the probe; any other (kindest/node on a machine with a
-        // registry) gets it loaded, since the probe is built here and never pulled.
-        if node_image != machine::offline_node_image()
-            && let Err(e) = kind.load_image(&files, &machine::probe_image()).await
-        {
-            return Err(cleanup_on_error(e).await);
+        // The offline node image carries the probe and MetalLB; any other (kindest/node on a
+        // machine with a registry) gets them loaded, since they are built here and never pulled.
+        if node_image != machine::offline_node_image() {
+            for image in [machine::probe_image().as_str(), machine::metallb_image()] {
+                if let Err(e) = kind.load_image(&files, image).await {
+                    return Err(cleanup_on_error(e).await);
+                }
+            }
         }
         let ready = started.elapsed() - create;
         Ok((Self { files, spec, node_image, client }, UpTimings { create, ready }))

@@ -43,6 +43,9 @@ pub enum Error {
     /// `details` (pods, events, log lines) go to the reports, not the one-line message.
     #[error("installing the CNI ({how}) failed: {cause}")]
     CniInstall { how: String, cause: String, details: String },
+    /// Installing the created cluster's load balancer (MetalLB) failed, or it never became Ready.
+    #[error("installing the load balancer failed: {cause}")]
+    LoadBalancerInstall { cause: String },
     /// The cluster is not in the mode the run asked for.
     #[error("the cluster is {detected} (service ranges {ranges}), not {requested} as requested; refusing to run")]
     ModeMismatch { requested: String, detected: String, ranges: String },

@@ -16,6 +16,7 @@ pub mod detect;
 pub mod error;
 pub mod host;
 pub mod kind;
+pub mod load_balancer;
 pub mod machine;
 pub mod mode;
 pub mod objects;

@@ -39,6 +39,11 @@ pub fn probe_image() -> String {
     pinned("PROBE_IMAGE").to_string()
 }
 
+/// MetalLB's image `dualstack prepare` builds (and preloads into the node image it builds).
+pub fn metallb_image() -> &'static str {
+    pinned("METALLB_IMAGE")
+}
+
 /// The machine-local cache of `dualstack prepare` (binaries, images, logs): `$DUALSTACK_CACHE`, else
 /// `/var/cache/dualstack` for root and `~/.cache/dualstack` for anyone else. The only place the rule
 /// lives: `dualstack prepare` hands it to prepare.sh as `DUALSTACK_CACHE`.
@@ -57,6 +62,12 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// Where the clusters' directories are.
+/// `kubectl`: the prepared one, else PATH.
+pub fn kubectl() -> PathBuf {
+    let prepared = cache_dir().join("bin/kubectl");
+    if prepared.is_file() { prepared } else { PathBuf::from("kubectl") }
+}
+
 pub fn clusters_dir() -> PathBuf {
     state_dir().join("clusters")
 }

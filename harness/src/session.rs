@@ -7,6 +7,7 @@ use crate::checks::Target as ClusterTarget;
 use crate::cluster::{self, KindCluster};
 use crate::cni::{self, CniInstall, ImageToLoad, InstallEnv};
 use crate::error::{Error, Result};
+use crate::load_balancer::LoadBalancer;
 use crate::kind::{ClusterFiles, ClusterSpec, KubeProxyMode};
 use crate::mode::Mode;
 use crate::plan::{Plan, PlannedCase, Target, node_labels};
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub enum Clusters {
     Existing { kubeconfig: PathBuf, context: Option<String> },
-    Kind { cni: CniInstall, images: Vec<ImageToLoad>, kube_proxy: KubeProxyMode, keep: bool, node_image: Option<String>, ready_timeout: Duration },
+    Kind { cni: CniInstall, images: Vec<ImageToLoad>, kube_proxy: KubeProxyMode, load_balancer: LoadBalancer, keep: bool, node_image: Option<String>, ready_timeout: Duration },
 }
 
 #[derive(Debug, Clone)]
@@ -166,12 +167,14 @@ impl Session {
         deletions: &Mutex<Vec<tokio::task::JoinHandle<()>>>,
     ) -> Result<()> {
         let cases: Vec<&PlannedCase> = plan.of_mode(mode).collect();
-        let (cni, images, kube_proxy, keep, node_image, ready_timeout) = match &self.clusters {
+        let (cni, images, kube_proxy, load_balancer, keep, node_image, ready_timeout) = match &self.clusters {
             Clusters::Existing { kubeconfig, context } => {
                 let client = cluster::client_from_kubeconfig(kubeconfig, context.as_deref()).await?;
                 return run_on(&client, mode, tables, &cases, options, emit).await;
             }
-            Clusters::Kind { cni, images, kube_proxy, keep, node_image, ready_timeout } => (cni, images, *kube_proxy, *keep, node_image.clone(), *ready_timeout),
+            Clusters::Kind { cni, images, kube_proxy, load_balancer, keep, node_image, ready_timeout } => {
+                (cni, images, *kube_proxy, *load_balancer, *keep, node_image.clone(), *ready_timeout)
+            }
         };
         let name = crate::kind::unique_cluster_name(mode);
         let files = ClusterFiles::new(&name)?;
@@ -210,6 +213,16 @@ impl Session {
             }
             println!("[{mode}] phase cni: {:.1}s (installed, nodes Ready)", started.elapsed().as_secs_f64());
         }
+        let balancer = match load_balancer {
+            LoadBalancer::Metallb => {
+                let started = Instant::now();
+                let installed = crate::load_balancer::install(&cluster.client, &files, mode, ready_timeout).await?;
+                println!("[{mode}] phase load-balancer: {:.1}s ({installed}, controller and speakers Ready)", started.elapsed().as_secs_f64());
+                installed.to_string()
+            }
+            LoadBalancer::None => "none".to_string(),
+        };
+        emit(Event::Property(property(Some(mode), "load balancer", &balancer)));
         // Count this mode's failures; after any, kind's logs are exported where they outlive the cluster.
         let failures = std::sync::atomic::AtomicUsize::new(0);
         let counting = |event: Event| {
@@ -271,6 +284,7 @@ fn phase_of(error: &Error) -> &'static str {
     match error {
         Error::ClusterCreate { .. } | Error::Timeout { .. } => "create",
         Error::CniInstall { .. } => "cni",
+        Error::LoadBalancerInstall { .. } => "load-balancer",
         _ => "setup",
     }
 }

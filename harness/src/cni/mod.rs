@@ -255,7 +255,7 @@ pub async fn install(cni: &CniInstall, mode: Mode, files: &ClusterFiles, env: &I
             let path = manifests.for_mode(mode).ok_or_else(|| failed(format!("no manifest for mode {mode}")))?;
             let substituted = files.dir.join("cni-manifest.yaml");
             std::fs::write(&substituted, manifest_text(path, env)?).map_err(|e| failed(format!("writing {}: {e}", substituted.display())))?;
-            let mut command = tokio::process::Command::new(kubectl());
+            let mut command = tokio::process::Command::new(crate::machine::kubectl());
             command.arg("apply").arg("-f").arg(&substituted);
             command
         }
@@ -303,12 +303,6 @@ async fn run_prefixed(mut command: tokio::process::Command, prefix: &str) -> std
     let status = child.wait().await?;
     let last = last.into_inner().unwrap_or_default().into_iter().collect();
     Ok((status, last))
-}
-
-/// `kubectl`: the prepared one, else PATH.
-fn kubectl() -> PathBuf {
-    let prepared = crate::machine::cache_dir().join("bin/kubectl");
-    if prepared.is_file() { prepared } else { PathBuf::from("kubectl") }
 }
 
 #[cfg(test)]

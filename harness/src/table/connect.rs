@@ -31,6 +31,15 @@ pub enum Destination {
     HostPort,
     /// A server outside the cluster: a container on the KIND nodes' docker network.
     Outside,
+    /// The row's Service's load-balancer ingress address of the family (type LoadBalancer).
+    LoadBalancer,
+}
+
+impl Destination {
+    /// Whether the fixture creates a Service for rows dialling this.
+    pub fn has_service(self) -> bool {
+        matches!(self, Self::ClusterIp | Self::NodePort | Self::LoadBalancer)
+    }
 }
 
 /// Which servers must answer a `connect` row's connections.
@@ -50,7 +59,7 @@ pub enum Expect {
 }
 
 /// A connection a row states itself: who connects, to what, through which Service, and who must
-/// answer. The Service (`cluster-ip`, `node-port`) is created for the row: it selects `servers`,
+/// answer. The Service (`cluster-ip`, `node-port`, `load-balancer`) is created for the row: it selects `servers`,
 /// exposes port 80 over each of the row's protocols, is RequireDualStack on dual clusters, and
 /// `service` is merged into its spec.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,7 +87,7 @@ impl Connect {
     /// The name of the Service the fixture creates for row `id` (`D27` -> `row-d27`), when its
     /// destination needs one.
     pub fn service_name(&self, id: &str) -> Option<String> {
-        matches!(self.to, Destination::ClusterIp | Destination::NodePort).then(|| format!("row-{}", id.to_ascii_lowercase()))
+        self.to.has_service().then(|| format!("row-{}", id.to_ascii_lowercase()))
     }
 }
 
@@ -137,8 +146,8 @@ pub(super) fn connect_of(file: &ConnectFile) -> Result<Connect, (&'static str, S
         (false, Some(_)) => return Err(("to-node", "only node-port and host-port dial a node".into())),
         (false, None) => None,
     };
-    if file.service.is_some() && !matches!(file.to, Destination::ClusterIp | Destination::NodePort) {
-        return Err(("service", "only cluster-ip and node-port rows create a Service".into()));
+    if file.service.is_some() && !file.to.has_service() {
+        return Err(("service", "only cluster-ip, node-port and load-balancer rows create a Service".into()));
     }
     if let Some(service) = &file.service
         && !service.is_object()
@@ -147,7 +156,7 @@ pub(super) fn connect_of(file: &ConnectFile) -> Result<Connect, (&'static str, S
     }
     let servers = match (file.to, &file.servers) {
         (Destination::HostPort | Destination::Outside, Some(_)) => {
-            return Err(("servers", "host-port and outside rows have their own server (the hostPort pod, the outside server)".into()));
+            return Err(("servers", "host-port and outside rows have their own server (the hostPort pod, the outside host)".into()));
         }
         (Destination::HostPort, None) => HOST_PORT_SERVERS.to_string(),
         (_, Some(selector)) if selector_terms(selector).is_err() => {
@@ -160,8 +169,8 @@ pub(super) fn connect_of(file: &ConnectFile) -> Result<Connect, (&'static str, S
         (Expect::EveryOnTargetNode, _, to) if !matches!(to, Destination::NodePort | Destination::HostPort) => {
             return Err(("expect", "every-on-target-node is for node-port and host-port rows".into()));
         }
-        (Expect::One, _, to) if to != Destination::ClusterIp && to != Destination::NodePort => {
-            return Err(("expect", "one (affinity) is for a Service: cluster-ip or node-port".into()));
+        (Expect::One, _, to) if !to.has_service() => {
+            return Err(("expect", "one (affinity) is for a Service: cluster-ip, node-port or load-balancer".into()));
         }
         (Expect::One, Client::External, _) => return Err(("expect", "one (affinity) is judged from a client in the cluster".into())),
         (Expect::None | Expect::One, _, Destination::Pod) => return Err(("expect", "pod rows reach each server: every".into())),

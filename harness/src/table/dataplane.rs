@@ -42,6 +42,8 @@ pub enum Check {
     /// kube-proxy's health check of an externalTrafficPolicy Local LoadBalancer Service, on each
     /// node's address of the family.
     HealthCheckNodePort,
+    /// The fixture's LoadBalancer Services of the family have an ingress address of it.
+    LoadBalancerIngress,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
@@ -208,6 +210,8 @@ pub enum CheckGroup {
     Dns,
     /// Answers of kube-proxy itself (its per-Service health check).
     Health,
+    /// What the cluster's load balancer publishes.
+    LoadBalancer,
 }
 
 impl Check {
@@ -223,6 +227,7 @@ impl Check {
             Check::ServicePorts | Check::EndpointSlices | Check::LegacyEndpoints => CheckGroup::Endpoints,
             Check::DnsClusterIp | Check::DnsHeadless | Check::ResolvConf => CheckGroup::Dns,
             Check::HealthCheckNodePort => CheckGroup::Health,
+            Check::LoadBalancerIngress => CheckGroup::LoadBalancer,
             Check::PodToPod
             | Check::Sctp
             | Check::Hairpin
@@ -406,13 +411,13 @@ mod tests {
     #[case("{from: host-network, from-node: worker, to: cluster-ip, expect: every}", "client-node", "connect.from-node: the fixture's hostNetwork client runs on the control-plane node")]
     #[case("{from: external, from-node: worker, to: node-port, expect: every}", "any", "connect.from-node: an external client runs on no node")]
     #[case("{from: pod, to: cluster-ip, to-node: worker, expect: every}", "client-pod", "connect.to-node: only node-port and host-port dial a node")]
-    #[case("{from: pod, to: outside, service: {type: NodePort}, expect: every}", "client-node", "connect.service: only cluster-ip and node-port rows create a Service")]
+    #[case("{from: pod, to: outside, service: {type: NodePort}, expect: every}", "client-node", "connect.service: only cluster-ip, node-port and load-balancer rows create a Service")]
     #[case("{from: pod, to: cluster-ip, service: [1], expect: every}", "client-pod", "connect.service: a mapping of Service spec fields, merged into the row's Service")]
-    #[case("{from: external, to: host-port, servers: role=x, expect: every}", "any", "connect.servers: host-port and outside rows have their own server (the hostPort pod, the outside server)")]
+    #[case("{from: external, to: host-port, servers: role=x, expect: every}", "any", "connect.servers: host-port and outside rows have their own server (the hostPort pod, the outside host)")]
     #[case("{from: pod, to: cluster-ip, servers: 'role in (a)', expect: every}", "client-pod", "connect.servers: 'role in (a)' is no key=value term (a Service selects by equality)")]
     #[case("{from: external, to: node-port, expect: every-on-client-node}", "any", "connect.expect: an external client is on no node")]
     #[case("{from: pod, to: cluster-ip, expect: every-on-target-node}", "client-pod", "connect.expect: every-on-target-node is for node-port and host-port rows")]
-    #[case("{from: pod, to: outside, expect: one}", "client-node", "connect.expect: one (affinity) is for a Service: cluster-ip or node-port")]
+    #[case("{from: pod, to: outside, expect: one}", "client-node", "connect.expect: one (affinity) is for a Service: cluster-ip, node-port or load-balancer")]
     #[case("{from: external, to: node-port, expect: every}", "client-pod", "source: the client is outside the cluster, no pod or node: its source rule is external-client or any")]
     #[case("{from: pod, to: cluster-ip, expect: every}", "external-client", "source: external-client is the rule of a client outside the cluster (from: external)")]
     #[case("{from: host-network, to: cluster-ip, expect: every}", "client-pod", "source: a hostNetwork client has the node's addresses: client-node or any")]

@@ -2,11 +2,12 @@
 //! fixture made for the row, and who must answer, judged by the one reach primitive.
 
 use super::fixture::{Fixture, name_of, node_port};
-use super::reach::{Answers, Endpoint, Expected, Missing, SMALL_PAYLOAD, via_cluster_ip};
+use super::reach::{Answers, Endpoint, Expected, Missing, SERVICE_PORT, SMALL_PAYLOAD, via_cluster_ip};
 use super::external::OutsideHost;
-use super::verdict::{fail, skip, verdict};
+use super::verdict::{fail, listed, skip, verdict};
 use crate::checks::Outcome;
 use crate::error::{Error, Result};
+use crate::mode::IpFamily;
 use crate::objects::{internal_ips, of_family};
 use crate::probe_pod::PROBE_PORT;
 use crate::table::connect::{Client, Connect, Destination, Expect};
@@ -61,6 +62,17 @@ pub async fn run(fixture: &Fixture, row: &DataplaneRow, connect: &Connect, actio
                 saw: format!("address {}, nodePort {}", ip.map_or("none".into(), |ip| ip.to_string()), port.map_or("none".into(), |p| p.to_string())),
             }),
         },
+        (Destination::LoadBalancer, Some((_, name))) => {
+            let book = match fixture.load_balancers().await {
+                Ok(book) => book,
+                Err(why) => return Ok(skip(why)),
+            };
+            let ingress = book.get(name).cloned().unwrap_or_default();
+            match ingress.iter().find(|ip| IpFamily::of(ip) == family) {
+                Some(&ip) => Ok(SocketAddr::new(ip, SERVICE_PORT)),
+                None => Err(Missing { wanted: format!("an {family} address in status.loadBalancer.ingress of {name}"), saw: format!("ingress {}", listed(&ingress)) }),
+            }
+        }
         (Destination::HostPort, _) => to_node_address(family)
             .map(|ip| SocketAddr::new(ip, fixture.host_port_number()))
             .ok_or_else(|| Missing { wanted: format!("an {family} address on {to_node_name}"), saw: "none".into() }),
@@ -69,7 +81,7 @@ pub async fn run(fixture: &Fixture, row: &DataplaneRow, connect: &Connect, actio
             Err(missing) => Err(missing.clone()),
         },
         (Destination::Pod, _) => return reach_each(fixture, &client, proto, servers, row).await,
-        (Destination::ClusterIp | Destination::NodePort, None) => {
+        (Destination::ClusterIp | Destination::NodePort | Destination::LoadBalancer, None) => {
             return Err(Error::Environment(format!("{}: the fixture made no Service for the row", row.id)));
         }
     };

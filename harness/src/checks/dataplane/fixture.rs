@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
@@ -41,6 +41,9 @@ pub const SECOND_CLIENT: &str = "client-b";
 const WORKER_CLIENT: &str = "client-a";
 /// The pod serving on the fixture's hostPort, on the first worker.
 const HOST_PORT_POD: &str = "host-port-0";
+/// How long a cluster's load balancer may take to give the fixture's LoadBalancer Services their
+/// addresses; none by then, and the cluster has none.
+const LOAD_BALANCER_WAIT: Duration = Duration::from_secs(20);
 /// The LoadBalancer Service with externalTrafficPolicy Local (its servers: role=server).
 pub const LOCAL_LB_SERVICE: &str = "echo-local-lb";
 
@@ -65,6 +68,9 @@ pub struct Fixture {
     /// The host outside the cluster, started with the fixture when a row dials it or dials from it.
     outside: OnceCell<std::result::Result<super::external::OutsideHost, String>>,
     pub started: Instant,
+    /// The fixture's LoadBalancer Services' ingress addresses, waited for once by the first action
+    /// that dials one, or why the cluster has no load balancer.
+    load_balancers: OnceCell<std::result::Result<BTreeMap<String, Vec<IpAddr>>, String>>,
     /// The endpoint-update pod's deletion, done once by whichever endpoint-update action runs first.
     update_pod_deleted: OnceCell<std::result::Result<(), String>>,
     /// The id of the row that checks pod IPs (D03), which every path through a pod depends on.
@@ -83,6 +89,12 @@ fn is_control_plane(node: &Node) -> bool {
 pub fn labelled(nodes: Vec<Node>) -> Vec<(String, Node)> {
     let roles: Vec<bool> = nodes.iter().map(is_control_plane).collect();
     node_labels(&roles).into_iter().zip(nodes).collect()
+}
+
+/// A Service's `status.loadBalancer.ingress` IPs, in their order.
+pub fn ingress_ips(svc: &Service) -> Vec<IpAddr> {
+    let ingress = svc.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|l| l.ingress.as_ref());
+    ingress.into_iter().flatten().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect()
 }
 
 pub fn service_ips(svc: &Service) -> Vec<String> {
@@ -119,6 +131,7 @@ impl Fixture {
             nodes,
             host_port: HOST_PORT_RANGE.start + rand::random::<u16>() % (HOST_PORT_RANGE.end - HOST_PORT_RANGE.start),
             outside: OnceCell::new(),
+            load_balancers: OnceCell::new(),
             started,
             update_pod_deleted: OnceCell::new(),
             pod_ips_row,
@@ -211,14 +224,21 @@ impl Fixture {
             let mut headless = single;
             crate::table::services::merge(&mut headless, &serde_json::json!({"clusterIP": "None"}));
             services.push(service(&format!("echo-headless-only-{}", family.slug()), serde_json::json!({"role": "server"}), headless, PROBE_PORT));
+            // A single-family LoadBalancer per family: a load balancer that serves one family
+            // still gives these addresses, so it is told from a cluster without any.
+            let mut balanced = serde_json::json!({"type": "LoadBalancer", "ipFamilyPolicy": "SingleStack", "ipFamilies": [family.api_name()]});
+            services.push(service(&format!("echo-lb-only-{}", family.slug()), serde_json::json!({"role": "server"}), std::mem::take(&mut balanced), PROBE_PORT));
         }
         for row in rows {
             let RowKind::Connect(connect) = &row.kind else { continue };
             let Some(name) = connect.service_name(&row.id) else { continue };
             let mut protocols: Vec<&str> = row.protocols.iter().map(|p| p.service_protocol()).collect();
             protocols.dedup();
-            let node_port = if connect.to == Destination::NodePort { serde_json::json!({"type": "NodePort"}) } else { serde_json::json!({}) };
-            let mut extra = node_port;
+            let mut extra = match connect.to {
+                Destination::NodePort => serde_json::json!({"type": "NodePort"}),
+                Destination::LoadBalancer => serde_json::json!({"type": "LoadBalancer"}),
+                _ => serde_json::json!({}),
+            };
             crate::table::services::merge(&mut extra, connect.service.as_ref().unwrap_or(&serde_json::json!({})));
             services.push(service_with(&name, selector_of(&connect.servers)?, &extra, PROBE_PORT, &protocols));
         }
@@ -276,6 +296,45 @@ impl Fixture {
             })
             .await;
         started.as_ref().map_err(Clone::clone)
+    }
+
+    /// The ingress addresses of every LoadBalancer Service of the fixture, once each has one of
+    /// each of its families or LOAD_BALANCER_WAIT has passed; why there is no load balancer when
+    /// none got any address by then.
+    pub async fn load_balancers(&self) -> std::result::Result<&BTreeMap<String, Vec<IpAddr>>, String> {
+        let book = self
+            .load_balancers
+            .get_or_init(|| async {
+                let api: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
+                let started = Instant::now();
+                loop {
+                    let listed = match api.list(&ListParams::default()).await {
+                        Ok(list) => list.items,
+                        Err(e) => return Err(format!("listing the fixture's Services: {e}")),
+                    };
+                    let balancers: Vec<&Service> = listed.iter().filter(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")).collect();
+                    let book: BTreeMap<String, Vec<IpAddr>> = balancers.iter().map(|s| (name_of(*s), ingress_ips(s))).collect();
+                    let settled = balancers.iter().all(|s| {
+                        let families = s.spec.as_ref().and_then(|s| s.ip_families.clone()).unwrap_or_default();
+                        families.iter().all(|f| ingress_ips(s).iter().any(|ip| IpFamily::of(ip).api_name() == f.as_str()))
+                    });
+                    if settled || started.elapsed() >= LOAD_BALANCER_WAIT {
+                        return if book.values().all(Vec::is_empty) {
+                            Err(format!(
+                                "no LoadBalancer implementation: none of the fixture's {} LoadBalancer Services ({}) got an address in status.loadBalancer.ingress within {}s",
+                                book.len(),
+                                book.keys().cloned().collect::<Vec<_>>().join(", "),
+                                LOAD_BALANCER_WAIT.as_secs()
+                            ))
+                        } else {
+                            Ok(book)
+                        };
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            })
+            .await;
+        book.as_ref().map_err(Clone::clone)
     }
 
     /// The hostPort of the fixture's hostPort pod.

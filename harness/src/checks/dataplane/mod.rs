@@ -10,6 +10,7 @@ mod dns;
 mod endpoints;
 mod external;
 mod fixture;
+mod load_balancer;
 mod reach;
 mod verdict;
 
@@ -28,11 +29,11 @@ const CLUSTER_DNS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Rows whose connection may be judged as silence (over the whole convergence window), whose
 /// client is outside the cluster (each batch a `docker exec`), or that wait for kube-proxy's
-/// health-check count to settle.
+/// health-check count or the load balancer's addresses.
 fn row_waits_long(row: &crate::table::DataplaneRow) -> bool {
     match &row.kind {
         RowKind::Connect(connect) => connect.from == Client::External || !matches!(connect.expect, Expect::Every | Expect::One),
-        RowKind::Check(check) => check.group() == CheckGroup::Health,
+        RowKind::Check(check) => matches!(check.group(), CheckGroup::Health | CheckGroup::LoadBalancer),
     }
 }
 
@@ -97,6 +98,7 @@ impl CheckKind for DataplaneChecks {
                 CheckGroup::Dns => dns::run(fixture, *check, action).await,
                 CheckGroup::Connectivity => connectivity::run(fixture, row, action).await,
                 CheckGroup::Health => external::health_check(fixture, action).await,
+                CheckGroup::LoadBalancer => load_balancer::ingress(fixture, action).await,
             },
         };
         let mut outcome = ran.unwrap_or_else(|e| Outcome::error(e.to_string()));
@@ -123,6 +125,6 @@ mod tests {
     fn the_built_in_rows_that_start_first() {
         let tables = load_dirs(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../suites")]).unwrap();
         let first: Vec<&str> = tables.dataplane.iter().filter(|r| row_waits_long(r)).map(|r| r.id.as_str()).collect();
-        assert_eq!(first, ["D25", "D26", "D26-other-node", "D27", "D27-no-local", "D28", "D28-no-local", "D29"]);
+        assert_eq!(first, ["D25", "D30", "D31", "D32", "D32-denied", "D26", "D26-other-node", "D27", "D27-no-local", "D28", "D28-no-local", "D29"]);
     }
 }
