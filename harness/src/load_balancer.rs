@@ -5,13 +5,18 @@
 //! addresses on that network, so the host and any container on it reach them.
 //!
 //! One pool for both families: MetalLB takes every address of a dual-stack Service from a single
-//! pool, so with a pool per family a RequireDualStack Service would stay pending.
+//! pool, so with a pool per family a RequireDualStack Service would stay pending. The first worker
+//! announces every address: left to MetalLB, the announcing node is a hash of the Service's name
+//! (random per run), and a path that breaks on one node would pass or fail by it.
 
 use crate::error::{Error, Result};
 use crate::kind::ClusterFiles;
 use crate::mode::{IpFamily, Mode};
+use crate::objects::is_control_plane;
 use crate::wait::poll;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::ListParams;
 use kube::{Api, Client};
 use serde::Serialize;
 use std::net::IpAddr;
@@ -70,7 +75,10 @@ pub async fn install(client: &Client, files: &ClusterFiles, mode: Mode, timeout:
     let pools = mode.families().iter().map(|&family| pool_range(family, &subnets)).collect::<std::result::Result<Vec<String>, String>>().map_err(failed)?;
     kubectl(files, &["apply", "-f", "-"], METALLB_MANIFEST).await.map_err(failed)?;
     kubectl(files, &["wait", "--for", "condition=established", "--timeout", "60s", "crd/ipaddresspools.metallb.io", "crd/l2advertisements.metallb.io"], "").await.map_err(failed)?;
-    kubectl(files, &["apply", "-f", "-"], &pool_manifest(&pools)).await.map_err(failed)?;
+    let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await?.items;
+    let mut workers: Vec<String> = nodes.iter().filter(|n| !is_control_plane(n)).filter_map(|n| n.metadata.name.clone()).collect();
+    workers.sort();
+    kubectl(files, &["apply", "-f", "-"], &pool_manifest(&pools, workers.first().map(String::as_str))).await.map_err(failed)?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
     let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), NAMESPACE);
     poll("MetalLB's controller and speakers Ready", timeout, Duration::from_millis(500), || async {
@@ -124,17 +132,21 @@ fn pool_range(family: IpFamily, subnets: &[String]) -> std::result::Result<Strin
     }
 }
 
-/// One IPAddressPool of `ranges` and an L2Advertisement of every pool.
-fn pool_manifest(ranges: &[String]) -> String {
+/// One IPAddressPool of `ranges` and an L2Advertisement of every pool from `announcer` (every
+/// eligible node without one).
+fn pool_manifest(ranges: &[String], announcer: Option<&str>) -> String {
     let pool = serde_json::json!({
         "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
         "metadata": {"name": "dualstack", "namespace": NAMESPACE},
         "spec": {"addresses": ranges},
     });
-    let advertisement = serde_json::json!({
+    let mut advertisement = serde_json::json!({
         "apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement",
         "metadata": {"name": "dualstack", "namespace": NAMESPACE},
     });
+    if let Some(node) = announcer {
+        advertisement["spec"] = serde_json::json!({"nodeSelectors": [{"matchLabels": {"kubernetes.io/hostname": node}}]});
+    }
     format!("{pool}\n---\n{advertisement}\n")
 }
 
@@ -185,12 +197,13 @@ mod tests {
     }
 
     #[test]
-    fn one_pool_of_every_range_and_an_advertisement_of_it() {
-        let manifest = pool_manifest(&["172.22.255.240/28".into(), "fc00::ff00/120".into()]);
+    fn one_pool_of_every_range_and_an_advertisement_of_it_from_the_first_worker() {
+        let manifest = pool_manifest(&["172.22.255.240/28".into(), "fc00::ff00/120".into()], Some("c-worker"));
         insta::assert_snapshot!(manifest, @r#"
         {"apiVersion":"metallb.io/v1beta1","kind":"IPAddressPool","metadata":{"name":"dualstack","namespace":"metallb-system"},"spec":{"addresses":["172.22.255.240/28","fc00::ff00/120"]}}
         ---
-        {"apiVersion":"metallb.io/v1beta1","kind":"L2Advertisement","metadata":{"name":"dualstack","namespace":"metallb-system"}}
+        {"apiVersion":"metallb.io/v1beta1","kind":"L2Advertisement","metadata":{"name":"dualstack","namespace":"metallb-system"},"spec":{"nodeSelectors":[{"matchLabels":{"kubernetes.io/hostname":"c-worker"}}]}}
         "#);
+        assert!(!pool_manifest(&["172.22.255.240/28".into()], None).contains("nodeSelectors"));
     }
 }

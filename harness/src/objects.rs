@@ -5,6 +5,11 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use std::net::IpAddr;
 
 /// A node's InternalIPs, in the order the node reports them.
+/// Whether kubeadm labelled the node a control-plane node.
+pub fn is_control_plane(node: &Node) -> bool {
+    node.metadata.labels.as_ref().is_some_and(|l| l.contains_key("node-role.kubernetes.io/control-plane"))
+}
+
 pub fn internal_ips(node: &Node) -> Vec<String> {
     node.status
         .as_ref()

@@ -60,10 +60,7 @@ impl Session {
             Clusters::Existing { kubeconfig, context } => {
                 let client = cluster::client_from_kubeconfig(kubeconfig, context.as_deref()).await?;
                 let nodes = Api::<Node>::all(client).list(&ListParams::default()).await?.items;
-                let roles: Vec<bool> = nodes
-                    .iter()
-                    .map(|n| n.metadata.labels.as_ref().is_some_and(|l| l.contains_key("node-role.kubernetes.io/control-plane")))
-                    .collect();
+                let roles: Vec<bool> = nodes.iter().map(crate::objects::is_control_plane).collect();
                 Ok(self.modes.iter().map(|&mode| Target { mode, nodes: node_labels(&roles) }).collect())
             }
         }

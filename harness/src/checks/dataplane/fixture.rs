@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::mode::{IpFamily, Mode};
-use crate::objects::{internal_ips, of_family, pod_ips};
+use crate::objects::{internal_ips, is_control_plane, of_family, pod_ips};
 use crate::plan::node_labels;
 use crate::probe_pod::{self, PROBE_PORT};
 use crate::retry::Retries;
@@ -79,10 +79,6 @@ pub struct Fixture {
 
 pub fn name_of<K: kube::Resource>(obj: &K) -> String {
     obj.meta().name.clone().unwrap_or_default()
-}
-
-fn is_control_plane(node: &Node) -> bool {
-    node.metadata.labels.as_ref().is_some_and(|l| l.contains_key("node-role.kubernetes.io/control-plane"))
 }
 
 /// The labels of `nodes` by the plan's rule.
