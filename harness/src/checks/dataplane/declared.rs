@@ -67,7 +67,7 @@ pub async fn run(fixture: &Fixture, row: &DataplaneRow, connect: &Connect, actio
                 Ok(book) => book,
                 Err(why) => return Ok(skip(why)),
             };
-            let ingress = book.get(name).cloned().unwrap_or_default();
+            let ingress = book.get(name).map(|b| b.ingress.clone()).unwrap_or_default();
             match ingress.iter().find(|ip| IpFamily::of(ip) == family) {
                 Some(&ip) => Ok(SocketAddr::new(ip, SERVICE_PORT)),
                 None => Err(Missing { wanted: format!("an {family} address in status.loadBalancer.ingress of {name}"), saw: format!("ingress {}", listed(&ingress)) }),

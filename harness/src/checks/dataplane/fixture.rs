@@ -70,7 +70,7 @@ pub struct Fixture {
     pub started: Instant,
     /// The fixture's LoadBalancer Services' ingress addresses, waited for once by the first action
     /// that dials one, or why the cluster has no load balancer.
-    load_balancers: OnceCell<std::result::Result<BTreeMap<String, Vec<IpAddr>>, String>>,
+    load_balancers: OnceCell<std::result::Result<BTreeMap<String, Balanced>, String>>,
     /// The endpoint-update pod's deletion, done once by whichever endpoint-update action runs first.
     update_pod_deleted: OnceCell<std::result::Result<(), String>>,
     /// The id of the row that checks pod IPs (D03), which every path through a pod depends on.
@@ -85,6 +85,12 @@ pub fn name_of<K: kube::Resource>(obj: &K) -> String {
 pub fn labelled(nodes: Vec<Node>) -> Vec<(String, Node)> {
     let roles: Vec<bool> = nodes.iter().map(is_control_plane).collect();
     node_labels(&roles).into_iter().zip(nodes).collect()
+}
+
+/// A LoadBalancer Service of the fixture: its `ipFamilies` and its ingress addresses.
+pub struct Balanced {
+    pub families: Vec<String>,
+    pub ingress: Vec<IpAddr>,
 }
 
 /// A Service's `status.loadBalancer.ingress` IPs, in their order.
@@ -222,8 +228,8 @@ impl Fixture {
             services.push(service(&format!("echo-headless-only-{}", family.slug()), serde_json::json!({"role": "server"}), headless, PROBE_PORT));
             // A single-family LoadBalancer per family: a load balancer that serves one family
             // still gives these addresses, so it is told from a cluster without any.
-            let mut balanced = serde_json::json!({"type": "LoadBalancer", "ipFamilyPolicy": "SingleStack", "ipFamilies": [family.api_name()]});
-            services.push(service(&format!("echo-lb-only-{}", family.slug()), serde_json::json!({"role": "server"}), std::mem::take(&mut balanced), PROBE_PORT));
+            let balanced = serde_json::json!({"type": "LoadBalancer", "ipFamilyPolicy": "SingleStack", "ipFamilies": [family.api_name()]});
+            services.push(service(&format!("echo-lb-only-{}", family.slug()), serde_json::json!({"role": "server"}), balanced, PROBE_PORT));
         }
         for row in rows {
             let RowKind::Connect(connect) = &row.kind else { continue };
@@ -297,7 +303,7 @@ impl Fixture {
     /// The ingress addresses of every LoadBalancer Service of the fixture, once each has one of
     /// each of its families or LOAD_BALANCER_WAIT has passed; why there is no load balancer when
     /// none got any address by then.
-    pub async fn load_balancers(&self) -> std::result::Result<&BTreeMap<String, Vec<IpAddr>>, String> {
+    pub async fn load_balancers(&self) -> std::result::Result<&BTreeMap<String, Balanced>, String> {
         let book = self
             .load_balancers
             .get_or_init(|| async {
@@ -309,13 +315,13 @@ impl Fixture {
                         Err(e) => return Err(format!("listing the fixture's Services: {e}")),
                     };
                     let balancers: Vec<&Service> = listed.iter().filter(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")).collect();
-                    let book: BTreeMap<String, Vec<IpAddr>> = balancers.iter().map(|s| (name_of(*s), ingress_ips(s))).collect();
-                    let settled = balancers.iter().all(|s| {
-                        let families = s.spec.as_ref().and_then(|s| s.ip_families.clone()).unwrap_or_default();
-                        families.iter().all(|f| ingress_ips(s).iter().any(|ip| IpFamily::of(ip).api_name() == f.as_str()))
-                    });
+                    let book: BTreeMap<String, Balanced> = balancers
+                        .iter()
+                        .map(|s| (name_of(*s), Balanced { families: s.spec.as_ref().and_then(|s| s.ip_families.clone()).unwrap_or_default(), ingress: ingress_ips(s) }))
+                        .collect();
+                    let settled = book.values().all(|b| b.families.iter().all(|f| b.ingress.iter().any(|ip| IpFamily::of(ip).api_name() == f.as_str())));
                     if settled || started.elapsed() >= LOAD_BALANCER_WAIT {
-                        return if book.values().all(Vec::is_empty) {
+                        return if book.values().all(|b| b.ingress.is_empty()) {
                             Err(format!(
                                 "no LoadBalancer implementation: none of the fixture's {} LoadBalancer Services ({}) got an address in status.loadBalancer.ingress within {}s",
                                 book.len(),

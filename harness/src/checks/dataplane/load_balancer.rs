@@ -20,10 +20,9 @@ pub async fn ingress(fixture: &Fixture, action: &Action) -> Result<Outcome> {
     let family = action.family;
     let mut problems = Vec::new();
     let mut seen = Vec::new();
-    for (name, ingress) in book {
-        let families = fixture.service(name).await?.spec.and_then(|s| s.ip_families).unwrap_or_default();
-        seen.push(format!("{name}: ipFamilies [{}], ingress {}", families.join(", "), listed(ingress)));
-        if let Some(problem) = missing(family, &families, ingress) {
+    for (name, balanced) in book {
+        seen.push(format!("{name}: ipFamilies [{}], ingress {}", balanced.families.join(", "), listed(&balanced.ingress)));
+        if let Some(problem) = missing(family, &balanced.families, &balanced.ingress) {
             problems.push(format!("{name}: {problem}"));
         }
     }
