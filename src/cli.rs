@@ -119,7 +119,7 @@ pub struct RunArgs {
     #[arg(long = "mode", default_value = "all")]
     pub modes: Vec<String>,
     /// Run against this cluster instead of creating one; its real mode must match --mode.
-    #[arg(long, conflicts_with_all = ["cni_manifest", "cni_install_cmd", "load_image", "load_archive", "kube_proxy", "load_balancer", "keep", "node_image"])]
+    #[arg(long, conflicts_with_all = ["cni_manifest", "cni_install_cmd", "load_image", "load_archive", "kube_proxy", "load_balancer", "network_policy", "keep", "node_image"])]
     pub kubeconfig: Option<PathBuf>,
     #[arg(long, requires = "kubeconfig")]
     pub context: Option<String>,
@@ -141,6 +141,11 @@ pub struct RunArgs {
     /// docker network) or none (the LoadBalancer rows are then skipped).
     #[arg(long, default_value = "metallb")]
     pub load_balancer: harness::load_balancer::LoadBalancer,
+    /// The NetworkPolicy agent of created clusters, beside the CNI: kube-network-policies, or none
+    /// (for a CNI that enforces policy itself; where nothing does, the NetworkPolicy rows are
+    /// skipped).
+    #[arg(long, default_value = "kube-network-policies")]
+    pub network_policy: harness::network_policy::PolicyAgent,
     #[command(flatten)]
     pub images: ImageArgs,
     /// Node image for created clusters (default: the prepared offline image, else kindest/node).
@@ -239,6 +244,10 @@ pub struct UpArgs {
     /// none. Without the default CNI there is none (its pods need the CNI you install).
     #[arg(long, default_value = "metallb")]
     pub load_balancer: harness::load_balancer::LoadBalancer,
+    /// The NetworkPolicy agent, beside the CNI: kube-network-policies or none. Without the default
+    /// CNI there is none (its pods need the CNI you install).
+    #[arg(long, default_value = "kube-network-policies")]
+    pub network_policy: harness::network_policy::PolicyAgent,
     /// Seconds to wait for nodes Ready, and again for cluster DNS to have ready endpoints.
     #[arg(long, default_value_t = 180)]
     pub ready_timeout: u64,

@@ -10,6 +10,7 @@ mod signals;
 use clap::{CommandFactory, FromArgMatches};
 use cli::{CheckArgs, Cli, ClusterCommand, Command, ListArgs, ReportCommand, RunArgs, SelectionArgs, UpArgs};
 use harness::load_balancer::LoadBalancer;
+use harness::network_policy::PolicyAgent;
 use harness::cluster::{self, KindCluster};
 use harness::kind::{ClusterFiles, ClusterSpec};
 use harness::plan::{Plan, Target};
@@ -160,7 +161,7 @@ async fn run_suites(args: RunArgs, verbosity: Verbosity) -> Result<u8, Error> {
             };
             let images = args.images.images();
             harness::cni::check_images(&images).await?;
-            Clusters::Kind { cni, images, kube_proxy: args.kube_proxy, load_balancer: args.load_balancer, keep: args.keep, node_image: args.node_image.clone(), ready_timeout: Duration::from_secs(args.ready_timeout) }
+            Clusters::Kind { cni, images, kube_proxy: args.kube_proxy, load_balancer: args.load_balancer, network_policy: args.network_policy, keep: args.keep, node_image: args.node_image.clone(), ready_timeout: Duration::from_secs(args.ready_timeout) }
         }
     };
     if matches!(clusters, Clusters::Kind { .. }) && args.node_image.is_none() && !harness::prepare::machine_is_prepared().await {
@@ -235,6 +236,16 @@ async fn cluster_up(args: UpArgs) -> Result<u8, Error> {
                     let installing = Instant::now();
                     match harness::load_balancer::install(&cluster.client, &files, mode, Duration::from_secs(args.ready_timeout)).await {
                         Ok(installed) => println!("load balancer ready in {:.1}s: {installed}", installing.elapsed().as_secs_f64()),
+                        Err(e) => {
+                            cluster::destroy(&files).await?;
+                            return Err(e);
+                        }
+                    }
+                }
+                if args.network_policy == PolicyAgent::KubeNetworkPolicies {
+                    let installing = Instant::now();
+                    match harness::network_policy::install(&cluster.client, &files, Duration::from_secs(args.ready_timeout)).await {
+                        Ok(installed) => println!("NetworkPolicy agent ready in {:.1}s: {installed}", installing.elapsed().as_secs_f64()),
                         Err(e) => {
                             cluster::destroy(&files).await?;
                             return Err(e);

@@ -119,10 +119,10 @@ impl KindCluster {
         {
             return Err(cleanup_on_error(e).await);
         }
-        // The offline node image carries the probe and MetalLB; any other (kindest/node on a
+        // The offline node image carries the probe, MetalLB and kube-network-policies; any other (kindest/node on a
         // machine with a registry) gets them loaded, since they are built here and never pulled.
         if node_image != machine::offline_node_image() {
-            for image in [machine::probe_image().as_str(), machine::metallb_image()] {
+            for image in [machine::probe_image().as_str(), machine::metallb_image(), machine::knp_image()] {
                 if let Err(e) = kind.load_image(&files, image).await {
                     return Err(cleanup_on_error(e).await);
                 }
@@ -260,4 +260,29 @@ pub async fn wait_nodes_ready(client: &Client, expected: usize, timeout: Duratio
         })
     })
     .await
+}
+
+/// `kubectl ARGS` against the cluster of `files`, `input` on its stdin (for `apply -f -`); its error
+/// output when it fails.
+pub async fn kubectl(files: &ClusterFiles, args: &[&str], input: &str) -> std::result::Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(crate::machine::kubectl())
+        .arg("--kubeconfig")
+        .arg(&files.kubeconfig)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("running kubectl: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).await.map_err(|e| format!("writing to kubectl {}: {e}", args.join(" ")))?;
+    }
+    let out = child.wait_with_output().await.map_err(|e| format!("kubectl {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("kubectl {} exited with {}: {}", args.join(" "), out.status, String::from_utf8_lossy(&out.stderr).trim()))
+    }
 }

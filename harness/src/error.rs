@@ -46,6 +46,9 @@ pub enum Error {
     /// Installing the created cluster's load balancer (MetalLB) failed, or it never became Ready.
     #[error("installing the load balancer failed: {cause}")]
     LoadBalancerInstall { cause: String },
+    /// Installing the created cluster's NetworkPolicy agent failed, or it never became Ready.
+    #[error("installing the NetworkPolicy agent failed: {cause}")]
+    NetworkPolicyInstall { cause: String },
     /// The cluster is not in the mode the run asked for.
     #[error("the cluster is {detected} (service ranges {ranges}), not {requested} as requested; refusing to run")]
     ModeMismatch { requested: String, detected: String, ranges: String },

@@ -17,6 +17,7 @@ pub mod error;
 pub mod host;
 pub mod kind;
 pub mod load_balancer;
+pub mod network_policy;
 pub mod machine;
 pub mod mode;
 pub mod objects;

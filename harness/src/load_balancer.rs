@@ -10,6 +10,7 @@
 //! (random per run), and a path that breaks on one node would pass or fail by it.
 
 use crate::error::{Error, Result};
+use crate::cluster::kubectl;
 use crate::kind::ClusterFiles;
 use crate::mode::{IpFamily, Mode};
 use crate::objects::is_control_plane;
@@ -148,30 +149,6 @@ fn pool_manifest(ranges: &[String], announcer: Option<&str>) -> String {
         advertisement["spec"] = serde_json::json!({"nodeSelectors": [{"matchLabels": {"kubernetes.io/hostname": node}}]});
     }
     format!("{pool}\n---\n{advertisement}\n")
-}
-
-/// `kubectl ARGS` against the cluster, `input` on its stdin; its output when it fails.
-async fn kubectl(files: &ClusterFiles, args: &[&str], input: &str) -> std::result::Result<(), String> {
-    use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new(crate::machine::kubectl())
-        .arg("--kubeconfig")
-        .arg(&files.kubeconfig)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("running kubectl: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.as_bytes()).await.map_err(|e| format!("writing to kubectl {}: {e}", args.join(" ")))?;
-    }
-    let out = child.wait_with_output().await.map_err(|e| format!("kubectl {}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("kubectl {} exited with {}: {}", args.join(" "), out.status, String::from_utf8_lossy(&out.stderr).trim()))
-    }
 }
 
 #[cfg(test)]

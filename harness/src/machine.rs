@@ -44,6 +44,12 @@ pub fn metallb_image() -> &'static str {
     pinned("METALLB_IMAGE")
 }
 
+/// kube-network-policies' image `dualstack prepare` builds (and preloads into the node image it
+/// builds).
+pub fn knp_image() -> &'static str {
+    pinned("KNP_IMAGE")
+}
+
 /// The machine-local cache of `dualstack prepare` (binaries, images, logs): `$DUALSTACK_CACHE`, else
 /// `/var/cache/dualstack` for root and `~/.cache/dualstack` for anyone else. The only place the rule
 /// lives: `dualstack prepare` hands it to prepare.sh as `DUALSTACK_CACHE`.

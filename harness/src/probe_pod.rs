@@ -106,8 +106,8 @@ pub fn probe_pod(name: &str, node: &str, labels: &[(&str, &str)], host_network: 
             "name": "probe",
             "image": probe_image(),
             "imagePullPolicy": "IfNotPresent",
-            "command": ["/usr/local/bin/probe", "serve", "--port", PROBE_PORT.to_string()],
-            "ports": [{"containerPort": PROBE_PORT, "protocol": "TCP"}, {"containerPort": PROBE_PORT, "protocol": "UDP"}],
+            "command": [PROBE_BINARY, "serve", "--port", PROBE_PORT.to_string()],
+            "ports": [{"name": "probe-tcp", "containerPort": PROBE_PORT, "protocol": "TCP"}, {"name": "probe-udp", "containerPort": PROBE_PORT, "protocol": "UDP"}],
             "securityContext": {
                 "runAsNonRoot": true, "runAsUser": 65534, "allowPrivilegeEscalation": false,
                 "capabilities": {"drop": ["ALL"]}
@@ -163,9 +163,12 @@ pub fn pod_state(pod: &Pod) -> String {
     parts.join(", ")
 }
 
+/// Where the probe image has the probe.
+pub const PROBE_BINARY: &str = "/usr/local/bin/probe";
+
 /// Runs a probe client command inside `pod` and returns its stdout.
 pub async fn exec(pods: &Api<Pod>, pod: &str, args: &[String]) -> Result<String> {
-    let mut command = vec!["/usr/local/bin/probe".to_string()];
+    let mut command = vec![PROBE_BINARY.to_string()];
     command.extend(args.iter().cloned());
     exec_command(pods, pod, command).await
 }
@@ -191,11 +194,40 @@ pub async fn connect(pods: &Api<Pod>, pod: &str, proto: &str, target: std::net::
     parse(&exec(pods, pod, &args).await?, pod)
 }
 
-/// `probe connect PROTO ADDR:PORT --bytes N --count COUNT` from inside `pod`: `count` connections
-/// at once in one run, each from its own source port.
-pub async fn connect_batch(pods: &Api<Pod>, pod: &str, proto: &str, target: std::net::SocketAddr, bytes: usize, count: usize) -> Result<Vec<ConnectResult>> {
-    let args = ["connect", proto, &target.to_string(), "--timeout-ms", "3000", "--bytes", &bytes.to_string(), "--count", &count.to_string()].map(str::to_string);
-    parse(&exec(pods, pod, &args).await?, pod)
+/// One run of `probe connect`: `count` connections to `target` at once (or with their starts spread
+/// over `spread`), each given `timeout`. The one place the harness writes the probe's command line,
+/// for pods and for the outside host alike.
+#[derive(Debug, Clone, Copy)]
+pub struct Dial {
+    pub proto: &'static str,
+    pub target: std::net::SocketAddr,
+    pub bytes: usize,
+    pub count: usize,
+    pub timeout: Duration,
+    pub spread: Duration,
+}
+
+impl Dial {
+    /// `count` connections at once, each with the usual timeout.
+    pub fn at_once(proto: &'static str, target: std::net::SocketAddr, bytes: usize, count: usize) -> Self {
+        Self { proto, target, bytes, count, timeout: CONNECT_TIMEOUT, spread: Duration::ZERO }
+    }
+
+    /// The probe's command line (`/usr/local/bin/probe connect ...`).
+    pub fn command(&self) -> Vec<String> {
+        let millis = |d: Duration| d.as_millis().to_string();
+        [PROBE_BINARY, "connect", self.proto, &self.target.to_string(), "--timeout-ms", &millis(self.timeout), "--bytes", &self.bytes.to_string(), "--count", &self.count.to_string(), "--spread-ms", &millis(self.spread)]
+            .map(str::to_string)
+            .to_vec()
+    }
+}
+
+/// How long a probe connection may take before it counts as unanswered.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Runs `dial` inside `pod`; one result per connection.
+pub async fn connect_batch(pods: &Api<Pod>, pod: &str, dial: &Dial) -> Result<Vec<ConnectResult>> {
+    parse(&exec_command(pods, pod, dial.command()).await?, pod)
 }
 
 /// `probe resolve NAME TYPE [--server IP]` from inside `pod`; without a server, the pod's resolv.conf.

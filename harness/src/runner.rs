@@ -38,63 +38,88 @@ pub async fn run_mode(target: &Target<'_>, cases: &[&PlannedCase], options: &Run
         emit(Event::CaseFinished(case.result()));
     }
     emit(Event::ModeStarted { mode: mode.name().into(), cases: cases.iter().filter(|c| c.runs()).count() });
-    let mut suites: Vec<&str> = Vec::new();
-    for case in cases.iter().filter(|c| c.runs()) {
-        if !suites.contains(&case.suite.as_str()) {
-            suites.push(&case.suite);
-        }
-    }
-    for suite in suites {
-        let of_suite: Vec<&PlannedCase> = cases.iter().copied().filter(|c| c.runs() && c.suite == suite).collect();
+    // The suites of one check kind run as one phase: one prepare (one data-plane fixture for the
+    // data plane and NetworkPolicy), and their cases at once, so that one suite's windows overlap
+    // the other's work. A suite is all Service rows or all data-plane rows (the schema goes with it).
+    let running: Vec<&PlannedCase> = cases.iter().copied().filter(|c| c.runs()).collect();
+    let (services, dataplane): (Vec<&PlannedCase>, Vec<&PlannedCase>) = running.into_iter().partition(|c| matches!(c.work, Work::Service(_)));
+    for phase in [services, dataplane].into_iter().filter(|p| !p.is_empty()) {
         let started = Instant::now();
-        // A suite is all Service rows or all data-plane rows: the table schema goes with the suite.
-        if of_suite.iter().all(|c| matches!(c.work, Work::Service(_))) {
+        let finished = if matches!(phase[0].work, Work::Service(_)) {
             let kind = ServiceChecks { concurrency: options.concurrency, case_timeout: options.case_timeout, judge_as: options.judge_as };
-            run_suite(&kind, target, &of_suite, emit).await?;
+            run_phase(&kind, target, &phase, emit).await?
         } else {
             let kind = DataplaneChecks { after_fixture_hook: options.after_fixture_hook.clone() };
-            run_suite(&kind, target, &of_suite, emit).await?;
+            run_phase(&kind, target, &phase, emit).await?
+        };
+        let suites: Vec<&str> = finished.iter().map(|(suite, _)| suite.as_str()).collect();
+        println!("[{mode}] phase {}: {:.1}s", suites.join(", "), started.elapsed().as_secs_f64());
+        for (suite, duration) in finished {
+            emit(Event::SuiteFinished { mode: mode.name().into(), suite, duration });
         }
-        let duration = started.elapsed();
-        println!("[{mode}] phase {suite}: {:.1}s", duration.as_secs_f64());
-        emit(Event::SuiteFinished { mode: mode.name().into(), suite: suite.into(), duration });
     }
     Ok(())
 }
 
-/// One suite's cases through its check kind.
-async fn run_suite<K: CheckKind>(kind: &K, target: &Target<'_>, cases: &[&PlannedCase], emit: &(dyn Fn(Event) + Sync)) -> Result<()> {
-    let context = kind.prepare(target).await?;
+/// One phase's cases (every suite of one check kind) through that kind; for each suite, in the
+/// order its cases were planned, how long after the phase's start its last case finished.
+async fn run_phase<'a, K: CheckKind>(kind: &K, target: &Target<'_>, cases: &[&'a PlannedCase], emit: &(dyn Fn(Event) + Sync)) -> Result<Vec<(String, Duration)>> {
+    let phase_started = Instant::now();
+    let mut finished: Vec<(String, Duration)> = Vec::new();
+    for case in cases {
+        if !finished.iter().any(|(suite, _)| *suite == case.suite) {
+            finished.push((case.suite.clone(), Duration::ZERO));
+        }
+    }
+    let finished = std::sync::Mutex::new(finished);
+    let context = kind.prepare(target, cases).await?;
     let timeout = kind.case_timeout();
-    let mut in_start_order = cases.to_vec();
-    in_start_order.sort_by_key(|case| !kind.waits_long(target, case));
-    let failures: usize = futures::stream::iter(in_start_order)
-        .map(|case| {
-            let context = &context;
-            async move {
-                let started = Instant::now();
-                let outcome = match tokio::time::timeout(timeout, kind.run(context, target, case)).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Outcome::error(format!("timed out after {}s", timeout.as_secs())),
-                };
-                let result = named(case, outcome, started.elapsed());
-                let failed = matches!(result.status, Status::Failed | Status::Error);
-                emit(Event::CaseFinished(result));
-                usize::from(failed)
-            }
-        })
-        .buffer_unordered(kind.concurrency())
-        .collect::<Vec<usize>>()
-        .await
-        .into_iter()
-        .sum();
+    // Cases that mostly wait (a window of silence, a client outside) run in a lane of their own,
+    // twice as wide as the busy ones' (the machine bounds that): in one lane, idle cases would hold
+    // its places, and a second wave of them would wait out its windows again.
+    let (waiting, busy): (Vec<&PlannedCase>, Vec<&PlannedCase>) = cases.iter().copied().partition(|case| kind.waits_long(target, case));
+    let lane = |lane: Vec<&'a PlannedCase>, concurrency: usize| {
+        let (context, finished) = (&context, &finished);
+        futures::stream::iter(lane)
+            .map(move |case| run_case(kind, context, target, case, Clock { phase_started, timeout }, finished, emit))
+            .buffer_unordered(concurrency.max(1))
+            .collect::<Vec<usize>>()
+    };
+    let (waited, worked) = tokio::join!(lane(waiting, 2 * kind.concurrency()), lane(busy, kind.concurrency()));
+    let failures: usize = waited.into_iter().chain(worked).sum();
     if failures > 0
         && let Some(text) = kind.diagnostics(&context).await
     {
         emit(Event::Diagnostics { mode: target.facts.mode.name().into(), text });
     }
     kind.finish(context).await;
-    Ok(())
+    Ok(finished.into_inner().unwrap_or_default())
+}
+
+/// When a phase started, and how long each of its cases may take.
+#[derive(Clone, Copy)]
+struct Clock {
+    phase_started: Instant,
+    timeout: Duration,
+}
+
+/// One case through its kind, its result emitted and its suite's finish time moved on; 1 when it
+/// failed.
+async fn run_case<K: CheckKind>(kind: &K, context: &K::Context, target: &Target<'_>, case: &PlannedCase, clock: Clock, finished: &std::sync::Mutex<Vec<(String, Duration)>>, emit: &(dyn Fn(Event) + Sync)) -> usize {
+    let started = Instant::now();
+    let outcome = match tokio::time::timeout(clock.timeout, kind.run(context, target, case)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Outcome::error(format!("timed out after {}s", clock.timeout.as_secs())),
+    };
+    let result = named(case, outcome, started.elapsed());
+    if let Ok(mut finished) = finished.lock()
+        && let Some((_, at)) = finished.iter_mut().find(|(suite, _)| *suite == case.suite)
+    {
+        *at = clock.phase_started.elapsed();
+    }
+    let failed = matches!(result.status, Status::Failed | Status::Error);
+    emit(Event::CaseFinished(result));
+    usize::from(failed)
 }
 
 /// The case's result: the plan's names, the kind's verdict, the runner's time.

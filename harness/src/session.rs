@@ -8,6 +8,7 @@ use crate::cluster::{self, KindCluster};
 use crate::cni::{self, CniInstall, ImageToLoad, InstallEnv};
 use crate::error::{Error, Result};
 use crate::load_balancer::LoadBalancer;
+use crate::network_policy::PolicyAgent;
 use crate::kind::{ClusterFiles, ClusterSpec, KubeProxyMode};
 use crate::mode::Mode;
 use crate::plan::{Plan, PlannedCase, Target, node_labels};
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub enum Clusters {
     Existing { kubeconfig: PathBuf, context: Option<String> },
-    Kind { cni: CniInstall, images: Vec<ImageToLoad>, kube_proxy: KubeProxyMode, load_balancer: LoadBalancer, keep: bool, node_image: Option<String>, ready_timeout: Duration },
+    Kind { cni: CniInstall, images: Vec<ImageToLoad>, kube_proxy: KubeProxyMode, load_balancer: LoadBalancer, network_policy: PolicyAgent, keep: bool, node_image: Option<String>, ready_timeout: Duration },
 }
 
 #[derive(Debug, Clone)]
@@ -164,13 +165,13 @@ impl Session {
         deletions: &Mutex<Vec<tokio::task::JoinHandle<()>>>,
     ) -> Result<()> {
         let cases: Vec<&PlannedCase> = plan.of_mode(mode).collect();
-        let (cni, images, kube_proxy, load_balancer, keep, node_image, ready_timeout) = match &self.clusters {
+        let (cni, images, kube_proxy, load_balancer, network_policy, keep, node_image, ready_timeout) = match &self.clusters {
             Clusters::Existing { kubeconfig, context } => {
                 let client = cluster::client_from_kubeconfig(kubeconfig, context.as_deref()).await?;
                 return run_on(&client, mode, tables, &cases, options, emit).await;
             }
-            Clusters::Kind { cni, images, kube_proxy, load_balancer, keep, node_image, ready_timeout } => {
-                (cni, images, *kube_proxy, *load_balancer, *keep, node_image.clone(), *ready_timeout)
+            Clusters::Kind { cni, images, kube_proxy, load_balancer, network_policy, keep, node_image, ready_timeout } => {
+                (cni, images, *kube_proxy, *load_balancer, *network_policy, *keep, node_image.clone(), *ready_timeout)
             }
         };
         let name = crate::kind::unique_cluster_name(mode);
@@ -210,16 +211,32 @@ impl Session {
             }
             println!("[{mode}] phase cni: {:.1}s (installed, nodes Ready)", started.elapsed().as_secs_f64());
         }
-        let balancer = match load_balancer {
-            LoadBalancer::Metallb => {
-                let started = Instant::now();
-                let installed = crate::load_balancer::install(&cluster.client, &files, mode, ready_timeout).await?;
-                println!("[{mode}] phase load-balancer: {:.1}s ({installed}, controller and speakers Ready)", started.elapsed().as_secs_f64());
-                installed.to_string()
+        // The load balancer and the policy agent are independent of each other: installed at once.
+        let balancer = async {
+            match load_balancer {
+                LoadBalancer::Metallb => {
+                    let started = Instant::now();
+                    let installed = crate::load_balancer::install(&cluster.client, &files, mode, ready_timeout).await?;
+                    println!("[{mode}] phase load-balancer: {:.1}s ({installed}, controller and speakers Ready)", started.elapsed().as_secs_f64());
+                    Ok::<_, Error>(installed.to_string())
+                }
+                LoadBalancer::None => Ok("none".to_string()),
             }
-            LoadBalancer::None => "none".to_string(),
         };
-        emit(Event::Property(property(Some(mode), "load balancer", &balancer)));
+        let agent = async {
+            match network_policy {
+                PolicyAgent::KubeNetworkPolicies => {
+                    let started = Instant::now();
+                    let installed = crate::network_policy::install(&cluster.client, &files, ready_timeout).await?;
+                    println!("[{mode}] phase network-policy: {:.1}s ({installed}, Ready on every node)", started.elapsed().as_secs_f64());
+                    Ok::<_, Error>(installed)
+                }
+                PolicyAgent::None => Ok("none".to_string()),
+            }
+        };
+        let (balancer, agent) = tokio::join!(balancer, agent);
+        emit(Event::Property(property(Some(mode), "load balancer", &balancer?)));
+        emit(Event::Property(property(Some(mode), "network policy agent", &agent?)));
         // Count this mode's failures; after any, kind's logs are exported where they outlive the cluster.
         let failures = std::sync::atomic::AtomicUsize::new(0);
         let counting = |event: Event| {
@@ -282,6 +299,7 @@ fn phase_of(error: &Error) -> &'static str {
         Error::ClusterCreate { .. } | Error::Timeout { .. } => "create",
         Error::CniInstall { .. } => "cni",
         Error::LoadBalancerInstall { .. } => "load-balancer",
+        Error::NetworkPolicyInstall { .. } => "network-policy",
         _ => "setup",
     }
 }

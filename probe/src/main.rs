@@ -6,8 +6,9 @@
 //!
 //! ```text
 //! probe serve [--port 8080]                       TCP, HTTP and UDP on every family the pod has
-//! probe connect tcp|http|udp|sctp ADDR:PORT [--timeout-ms N] [--bytes N] [--count N]
-//!                                                 --count: N connections at once, a JSON array
+//! probe connect tcp|http|udp|sctp ADDR:PORT [--timeout-ms N] [--bytes N] [--count N] [--spread-ms N]
+//!                                                 --count: N connections at once, a JSON array;
+//!                                                 --spread-ms: their starts spread evenly over N ms
 //! probe resolve NAME A|AAAA [--server IP] [--timeout-ms N]
 //! probe sctp-supported                            whether the kernel can open SCTP sockets
 //! ```
@@ -125,8 +126,20 @@ fn run(args: &[String]) -> Result<i32, String> {
                 Some(count) => {
                     // One thread per connection: bounded, since the harness asks for a handful.
                     let count = usize::try_from(count).unwrap_or(1).clamp(1, 64);
+                    // --spread-ms: the i-th connection starts i/(count-1) of the way through, so one
+                    // run listens through a whole window (a path that must stay silent throughout).
+                    let spread = Duration::from_millis(flag("--spread-ms")?.unwrap_or(0));
+                    let start_of = |i: usize| if count > 1 { spread * u32::try_from(i).unwrap_or(0) / u32::try_from(count - 1).unwrap_or(1) } else { Duration::ZERO };
                     let results: Vec<ConnectResult> = std::thread::scope(|scope| {
-                        let running: Vec<_> = (0..count).map(|_| scope.spawn(attempt)).collect();
+                        let running: Vec<_> = (0..count)
+                            .map(|i| {
+                                let delay = start_of(i);
+                                scope.spawn(move || {
+                                    std::thread::sleep(delay);
+                                    attempt()
+                                })
+                            })
+                            .collect();
                         running.into_iter().filter_map(|attempt| attempt.join().ok()).collect()
                     });
                     let ok = results.len() == count && results.iter().all(|r| r.ok);

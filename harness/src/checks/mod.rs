@@ -63,7 +63,8 @@ pub(crate) trait CheckKind {
         false
     }
 
-    async fn prepare(&self, target: &Target<'_>) -> Result<Self::Context>;
+    /// What the suite's `cases` (those that run) need, made once before any of them starts.
+    async fn prepare(&self, target: &Target<'_>, cases: &[&PlannedCase]) -> Result<Self::Context>;
 
     async fn run(&self, context: &Self::Context, target: &Target<'_>, case: &PlannedCase) -> Outcome;
 

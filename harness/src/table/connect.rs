@@ -2,6 +2,7 @@
 //! must answer; the model, its defaults and the loader's field-by-field rules. The row around it
 //! (id, protocols, modes, source rule) is `dataplane.rs`'s.
 
+use crate::mode::IpFamily;
 use serde::Deserialize;
 
 /// Where a `connect` row's client runs.
@@ -58,6 +59,60 @@ pub enum Expect {
     EveryOnTargetNode,
 }
 
+/// Who must answer over each family: the same over both, or per family (a NetworkPolicy that names
+/// one family's addresses treats the two differently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expectation {
+    pub ipv4: Expect,
+    pub ipv6: Expect,
+}
+
+impl Expectation {
+    pub fn same(expect: Expect) -> Self {
+        Self { ipv4: expect, ipv6: expect }
+    }
+
+    pub fn of(self, family: IpFamily) -> Expect {
+        match family {
+            IpFamily::IPv4 => self.ipv4,
+            IpFamily::IPv6 => self.ipv6,
+        }
+    }
+
+    /// Whether some family's verdict may be silence (a window waited out to the end).
+    pub fn may_be_silence(self) -> bool {
+        [self.ipv4, self.ipv6].iter().any(|e| !matches!(e, Expect::Every | Expect::One))
+    }
+}
+
+/// Which traffic of its own pod a row's NetworkPolicy governs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Direction {
+    /// What reaches the row's own server.
+    Ingress,
+    /// What leaves the row's own client.
+    Egress,
+}
+
+/// A NetworkPolicy a `connect` row creates for itself. It applies to the row's own pod only (its
+/// `podSelector` is set to that pod's label): a server pod (`policy-<id>`, on the first worker) for
+/// an Ingress policy, a client pod (`policy-<id>`, on `from-node`) for an Egress one, so that rows
+/// running at once never police each other's traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub direction: Direction,
+    /// The NetworkPolicy spec as the row states it (without `podSelector`).
+    pub spec: serde_json::Value,
+}
+
+/// The label the fixture gives the pod of a policy row (`policy-row: d40`), and its value.
+pub const POLICY_ROW_LABEL: &str = "policy-row";
+
+/// The pod the fixture creates for the policy row `id` (`N01` -> `policy-n01`).
+pub fn policy_pod_name(id: &str) -> String {
+    format!("policy-{}", id.to_ascii_lowercase())
+}
+
 /// A connection a row states itself: who connects, to what, through which Service, and who must
 /// answer. The Service (`cluster-ip`, `node-port`, `load-balancer`) is created for the row: it selects `servers`,
 /// exposes port 80 over each of the row's protocols, is RequireDualStack on dual clusters, and
@@ -74,7 +129,9 @@ pub struct Connect {
     pub service: Option<serde_json::Value>,
     /// The label selector of the server pods (the row's Service selects them).
     pub servers: String,
-    pub expect: Expect,
+    pub expect: Expectation,
+    /// The row's own NetworkPolicy, created with the fixture.
+    pub policy: Option<Policy>,
 }
 
 /// The label selector of the fixture's pods a `connect` row's servers default to: server-0 on the
@@ -105,7 +162,26 @@ pub(super) struct ConnectFile {
     service: Option<serde_json::Value>,
     #[serde(default)]
     servers: Option<String>,
-    expect: Expect,
+    expect: ExpectFile,
+    #[serde(default)]
+    policy: Option<serde_json::Value>,
+}
+
+/// `expect:` as written: one expectation, or one per family.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum ExpectFile {
+    Same(Expect),
+    PerFamily(PerFamilyFile),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PerFamilyFile {
+    #[serde(rename = "IPv4")]
+    ipv4: Expect,
+    #[serde(rename = "IPv6")]
+    ipv6: Expect,
 }
 
 /// A node label as the plan names nodes: `control-plane`, `worker`, `worker2`, ...
@@ -125,8 +201,25 @@ pub fn selector_terms(selector: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-/// A `connect` block checked field by field: (field, message) on the first problem.
-pub(super) fn connect_of(file: &ConnectFile) -> Result<Connect, (&'static str, String)> {
+/// The policy of row `id` checked: (field, message) on the first problem.
+fn policy_of(value: &serde_json::Value) -> Result<Policy, (&'static str, String)> {
+    let Some(fields) = value.as_object() else {
+        return Err(("policy", "a mapping of NetworkPolicy spec fields".into()));
+    };
+    if fields.contains_key("podSelector") {
+        return Err(("policy.podSelector", "set by dualstack: the policy applies to the row's own pod".into()));
+    }
+    let types: Vec<&str> = fields.get("policyTypes").and_then(|t| t.as_array()).map(|t| t.iter().filter_map(|t| t.as_str()).collect()).unwrap_or_default();
+    let direction = match types.as_slice() {
+        ["Ingress"] => Direction::Ingress,
+        ["Egress"] => Direction::Egress,
+        _ => return Err(("policy.policyTypes", "exactly one of [Ingress] (the row's server is policed) or [Egress] (its client is)".into())),
+    };
+    Ok(Policy { direction, spec: value.clone() })
+}
+
+/// A `connect` block of row `id` checked field by field: (field, message) on the first problem.
+pub(super) fn connect_of(id: &str, file: &ConnectFile) -> Result<Connect, (&'static str, String)> {
     let node = |field: &'static str, value: &Option<String>| match value {
         Some(label) if !node_label(label) => Err((field, format!("'{label}' is no node label: control-plane, worker, worker2, ..."))),
         _ => Ok(value.clone()),
@@ -154,7 +247,19 @@ pub(super) fn connect_of(file: &ConnectFile) -> Result<Connect, (&'static str, S
     {
         return Err(("service", "a mapping of Service spec fields, merged into the row's Service".into()));
     }
-    let servers = match (file.to, &file.servers) {
+    let policy = file.policy.as_ref().map(policy_of).transpose()?;
+    let servers = match (file.to, &file.servers, &policy) {
+        (_, Some(_), Some(Policy { direction: Direction::Ingress, .. })) => {
+            return Err(("servers", "an Ingress policy row's server is its own pod".into()));
+        }
+        (Destination::Pod | Destination::ClusterIp, None, Some(Policy { direction: Direction::Ingress, .. })) => format!("{POLICY_ROW_LABEL}={}", id.to_ascii_lowercase()),
+        (_, _, Some(Policy { direction: Direction::Ingress, .. })) => {
+            return Err(("to", "an Ingress policy row dials its own server: pod or cluster-ip".into()));
+        }
+        (_, _, Some(Policy { direction: Direction::Egress, .. })) if file.from != Client::Pod => {
+            return Err(("from", "an Egress policy row's client is its own pod: from: pod".into()));
+        }
+        _ => match (file.to, &file.servers) {
         (Destination::HostPort | Destination::Outside, Some(_)) => {
             return Err(("servers", "host-port and outside rows have their own server (the hostPort pod, the outside host)".into()));
         }
@@ -163,8 +268,21 @@ pub(super) fn connect_of(file: &ConnectFile) -> Result<Connect, (&'static str, S
             return Err(("servers", selector_terms(selector).err().unwrap_or_default()));
         }
         (_, servers) => servers.clone().unwrap_or_else(|| DEFAULT_SERVERS.into()),
+        },
     };
-    match (file.expect, file.from, file.to) {
+    let expect = match file.expect {
+        ExpectFile::Same(expect) => Expectation::same(expect),
+        ExpectFile::PerFamily(PerFamilyFile { ipv4, ipv6 }) => Expectation { ipv4, ipv6 },
+    };
+    for family in [IpFamily::IPv4, IpFamily::IPv6] {
+        expect_allowed(expect.of(family), file, policy.is_some())?;
+    }
+    Ok(Connect { from: file.from, from_node, to: file.to, to_node, service: file.service.clone(), servers, expect, policy })
+}
+
+/// Whether one family's expectation fits the row's client and destination.
+fn expect_allowed(expect: Expect, file: &ConnectFile, has_policy: bool) -> Result<(), (&'static str, String)> {
+    match (expect, file.from, file.to) {
         (Expect::EveryOnClientNode, Client::External, _) => return Err(("expect", "an external client is on no node".into())),
         (Expect::EveryOnTargetNode, _, to) if !matches!(to, Destination::NodePort | Destination::HostPort) => {
             return Err(("expect", "every-on-target-node is for node-port and host-port rows".into()));
@@ -173,8 +291,10 @@ pub(super) fn connect_of(file: &ConnectFile) -> Result<Connect, (&'static str, S
             return Err(("expect", "one (affinity) is for a Service: cluster-ip, node-port or load-balancer".into()));
         }
         (Expect::One, Client::External, _) => return Err(("expect", "one (affinity) is judged from a client in the cluster".into())),
-        (Expect::None | Expect::One, _, Destination::Pod) => return Err(("expect", "pod rows reach each server: every".into())),
+        (Expect::EveryOnClientNode | Expect::EveryOnTargetNode | Expect::One, _, _) if has_policy => {
+            return Err(("expect", "a policy row expects every or none".into()));
+        }
         _ => {}
     }
-    Ok(Connect { from: file.from, from_node, to: file.to, to_node, service: file.service.clone(), servers, expect: file.expect })
+    Ok(())
 }

@@ -283,7 +283,7 @@ impl DataplaneRow {
     }
 }
 
-/// Parses a data-plane table (a file whose `suite:` is `dataplane`).
+/// Parses a data-plane table (a file whose `suite:` is one of DATAPLANE_SUITES).
 pub fn parse_file(name: &str, text: &str) -> Result<Vec<DataplaneRow>, LoadError> {
     let file: DataplaneFile = serde_saphyr::from_str(text).map_err(|e| load_error(name, text, &e))?;
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
@@ -303,7 +303,7 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<DataplaneRow>, LoadError
             (None, Some(connect)) => {
                 let (line, column) = (connect.referenced.line(), connect.referenced.column());
                 let at = |field: &str, message: String| LoadError { file: name.into(), line, column, field: format!("connect.{field}"), message };
-                RowKind::Connect(connect_of(&connect.value).map_err(|(field, message)| at(field, message))?)
+                RowKind::Connect(connect_of(&id, &connect.value).map_err(|(field, message)| at(field, message))?)
             }
             (Some(_), Some(_)) => return Err(at("check", "a row names a check or states a connect, not both".into())),
             (None, None) => return Err(at("check", "a row names a check or states a connect".into())),
@@ -359,7 +359,7 @@ fn source_rule(kind: &RowKind, stated: Option<SourceRule>) -> Result<SourceRule,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::connect::{DEFAULT_SERVERS, Destination, Expect};
+    use crate::table::connect::{DEFAULT_SERVERS, Destination, Direction, Expect, Expectation, Policy};
     use rstest::rstest;
 
     fn row(check: Check, protocols: &[Protocol]) -> DataplaneRow {
@@ -421,6 +421,16 @@ mod tests {
     #[case("{from: external, to: node-port, expect: every}", "client-pod", "source: the client is outside the cluster, no pod or node: its source rule is external-client or any")]
     #[case("{from: pod, to: cluster-ip, expect: every}", "external-client", "source: external-client is the rule of a client outside the cluster (from: external)")]
     #[case("{from: host-network, to: cluster-ip, expect: every}", "client-pod", "source: a hostNetwork client has the node's addresses: client-node or any")]
+    #[case("{from: pod, to: pod, expect: one}", "client-pod", "connect.expect: one (affinity) is for a Service: cluster-ip, node-port or load-balancer")]
+    #[case("{from: pod, to: pod, policy: [Ingress], expect: none}", "any", "connect.policy: a mapping of NetworkPolicy spec fields")]
+    #[case("{from: pod, to: pod, policy: {podSelector: {}, policyTypes: [Ingress]}, expect: none}", "any", "connect.policy.podSelector: set by dualstack: the policy applies to the row's own pod")]
+    #[case("{from: pod, to: pod, policy: {policyTypes: [Ingress, Egress]}, expect: none}", "any", "connect.policy.policyTypes: exactly one of [Ingress] (the row's server is policed) or [Egress] (its client is)")]
+    #[case("{from: pod, to: pod, policy: {ingress: []}, expect: none}", "any", "connect.policy.policyTypes: exactly one of [Ingress] (the row's server is policed) or [Egress] (its client is)")]
+    #[case("{from: pod, to: pod, servers: role=x, policy: {policyTypes: [Ingress]}, expect: none}", "any", "connect.servers: an Ingress policy row's server is its own pod")]
+    #[case("{from: pod, to: node-port, policy: {policyTypes: [Ingress]}, expect: none}", "any", "connect.to: an Ingress policy row dials its own server: pod or cluster-ip")]
+    #[case("{from: host-network, to: pod, policy: {policyTypes: [Egress]}, expect: none}", "any", "connect.from: an Egress policy row's client is its own pod: from: pod")]
+    #[case("{from: pod, to: cluster-ip, policy: {policyTypes: [Ingress]}, expect: one}", "any", "connect.expect: a policy row expects every or none")]
+    #[case("{from: pod, to: pod, expect: {IPv4: every, IPv6: one}}", "client-pod", "connect.expect: one (affinity) is for a Service: cluster-ip, node-port or load-balancer")]
     fn a_connect_row_is_checked_field_by_field(#[case] connect: &str, #[case] source: &str, #[case] error: &str) {
         let text = format!("suite: dataplane\ngroup: g\nscenarios:\n  - id: D1\n    title: t\n    connect: {connect}\n    source: {source}\n");
         let got = parse_file("t.yaml", &text).err().map(|e| e.to_string()).unwrap_or_default();
@@ -450,11 +460,27 @@ mod tests {
                 to_node: Some("worker".into()),
                 service: Some(serde_json::json!({"internalTrafficPolicy": "Local"})),
                 servers: DEFAULT_SERVERS.into(),
-                expect: Expect::EveryOnTargetNode,
+                expect: Expectation::same(Expect::EveryOnTargetNode),
+                policy: None,
             }
         );
         assert_eq!(connect.service_name("D27").as_deref(), Some("row-d27"));
         let got: Vec<String> = rows[0].actions(IpFamily::IPv6, &[]).iter().map(Action::suffix).collect();
         assert_eq!(got, ["tcp-ipv6", "udp-ipv6"]);
+    }
+
+    #[test]
+    fn a_policy_row_serves_from_its_own_pod_and_may_expect_per_family() {
+        let text = "suite: network-policy\ngroup: g\nscenarios:\n  - id: P05\n    title: t\n    connect:\n      from: pod\n      to: pod\n      policy: {policyTypes: [Ingress], ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/0}}]}]}\n      expect: {IPv4: every, IPv6: none}\n    source: client-pod\n";
+        let rows = parse_file("t.yaml", text).unwrap();
+        let RowKind::Connect(connect) = &rows[0].kind else { panic!("{:?}", rows[0].kind) };
+        assert_eq!(rows[0].suite, "network-policy");
+        assert_eq!(connect.servers, "policy-row=p05");
+        assert_eq!((connect.expect.of(IpFamily::IPv4), connect.expect.of(IpFamily::IPv6)), (Expect::Every, Expect::None));
+        assert!(connect.expect.may_be_silence());
+        assert_eq!(
+            connect.policy,
+            Some(Policy { direction: Direction::Ingress, spec: serde_json::json!({"policyTypes": ["Ingress"], "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}) })
+        );
     }
 }

@@ -64,8 +64,10 @@ impl Tables {
     }
 }
 
-/// The suite whose rows name data-plane checks rather than objects to create.
-pub const DATAPLANE_SUITE: &str = "dataplane";
+/// The suites whose rows name data-plane checks or connections rather than objects to create:
+/// the data plane, and NetworkPolicy (a suite of its own: it needs an enforcing implementation,
+/// and runs alone with `--suite network-policy`).
+pub const DATAPLANE_SUITES: [&str; 2] = ["dataplane", "network-policy"];
 
 /// Just the `suite:` of a table, to pick its row schema.
 #[derive(Deserialize)]
@@ -109,7 +111,7 @@ pub fn load_dirs(dirs: &[PathBuf]) -> Result<Tables, LoadError> {
             field: "id".into(),
             message: format!("duplicate id '{id}' in suite '{suite}' (defined in another file)"),
         };
-        if header.suite == DATAPLANE_SUITE {
+        if DATAPLANE_SUITES.contains(&header.suite.as_str()) {
             for row in dataplane::parse_file(&name, &text)? {
                 if !ids.insert((row.suite.clone(), row.id.clone())) {
                     return Err(duplicate(&row.suite, &row.id, row.position));

@@ -10,16 +10,32 @@ use crate::error::{Error, Result};
 use crate::mode::IpFamily;
 use crate::objects::{internal_ips, of_family};
 use crate::probe_pod::PROBE_PORT;
-use crate::table::connect::{Client, Connect, Destination, Expect};
+use crate::table::connect::{Client, Connect, Destination, Direction, Expect, policy_pod_name};
+use super::policy::Enforcement;
 use crate::table::dataplane::{Action, DataplaneRow, Protocol};
 use std::net::SocketAddr;
 
 pub async fn run(fixture: &Fixture, row: &DataplaneRow, connect: &Connect, action: &Action) -> Result<Outcome> {
+    if connect.policy.is_some() {
+        match fixture.policy_enforcement().await {
+            Enforcement::Enforced { .. } => {}
+            Enforcement::NotEnforced(why) => return Ok(skip(why.clone())),
+            Enforcement::Undetermined(why) => return Ok(fail(format!("{} under its NetworkPolicy", row.id), why.clone())),
+        }
+    }
+    connection(fixture, row, connect, action).await
+}
+
+/// The row's connection, judged.
+async fn connection(fixture: &Fixture, row: &DataplaneRow, connect: &Connect, action: &Action) -> Result<Outcome> {
     let family = action.family;
     let Some(proto) = action.protocol() else {
         return Err(Error::Environment(format!("{} needs a protocol, the action has {:?}", row.id, action.variant)));
     };
+    let expect = connect.expect.of(family);
+    let egress_policy = connect.policy.as_ref().is_some_and(|p| p.direction == Direction::Egress);
     let client = match connect.from {
+        Client::Pod if egress_policy => Connector::Pod(policy_pod_name(&row.id)),
         Client::Pod => match fixture.client_on(&connect.from_node).await? {
             Some(pod) => Connector::Pod(pod),
             None => return Ok(skip(format!("the cluster has no node {} for the client", connect.from_node))),
@@ -80,7 +96,7 @@ pub async fn run(fixture: &Fixture, row: &DataplaneRow, connect: &Connect, actio
             Ok(endpoints) => Ok(SocketAddr::new(endpoints[0].address, PROBE_PORT)),
             Err(missing) => Err(missing.clone()),
         },
-        (Destination::Pod, _) => return reach_each(fixture, &client, proto, servers, row).await,
+        (Destination::Pod, _) => return reach_each(fixture, &client, proto, servers, expect, row).await,
         (Destination::ClusterIp | Destination::NodePort | Destination::LoadBalancer, None) => {
             return Err(Error::Environment(format!("{}: the fixture made no Service for the row", row.id)));
         }
@@ -91,7 +107,7 @@ pub async fn run(fixture: &Fixture, row: &DataplaneRow, connect: &Connect, actio
         Connector::Outside(_) => None,
     };
     let on_node = |node: Option<String>, servers: Expected| servers.map(|all| all.into_iter().filter(|e| Some(&e.node) == node.as_ref()).collect::<Vec<_>>());
-    let answers = match connect.expect {
+    let answers = match expect {
         Expect::Every => Answers::every(servers, row.source),
         Expect::None => Answers::nobody(),
         Expect::One => {
@@ -127,18 +143,22 @@ fn nobody_if_empty(servers: Expected, rule: crate::table::dataplane::SourceRule)
     }
 }
 
-/// `to: pod`: each server's own address, one reach per server, all of which must pass.
-async fn reach_each(fixture: &Fixture, client: &Connector<'_>, proto: Protocol, servers: Expected, row: &DataplaneRow) -> Result<Outcome> {
+/// `to: pod`: each server's own address, one reach per server (at once: a window waited out for
+/// one need not wait for the other), all of which must pass (each server answers, or with
+/// `expect: none` none does).
+async fn reach_each(fixture: &Fixture, client: &Connector<'_>, proto: Protocol, servers: Expected, expect: Expect, row: &DataplaneRow) -> Result<Outcome> {
     let servers: Vec<Endpoint> = match servers {
         Ok(servers) => servers,
         Err(missing) => return Ok(missing.into()),
     };
-    let mut outcomes = Vec::new();
-    for server in &servers {
+    let outcomes = futures::future::join_all(servers.iter().map(|server| {
         let target = Ok(SocketAddr::new(server.address, PROBE_PORT));
-        let answers = Answers::every(Ok(vec![server.clone()]), row.source);
-        outcomes.push(client.reach(fixture, proto, target, answers).await?);
-    }
+        let answers = if expect == Expect::None { Answers::nobody() } else { Answers::every(Ok(vec![server.clone()]), row.source) };
+        client.reach(fixture, proto, target, answers)
+    }))
+    .await
+    .into_iter()
+    .collect::<Result<Vec<Outcome>>>()?;
     let broken: Vec<String> = servers.iter().zip(&outcomes).filter(|(_, o)| o.status != reports::Status::Passed).map(|(s, o)| format!("{}: {}", s.pod, o.message)).collect();
     let seen: Vec<String> = servers.iter().zip(&outcomes).map(|(s, o)| format!("{}: {}", s.pod, o.actual)).collect();
     let expected: Vec<String> = outcomes.iter().map(|o| o.expected.clone()).collect();

@@ -2,7 +2,7 @@
 //! through testcontainers from the probe image), the outside host: it serves as the server pods
 //! egress to, and it is the client that dials the cluster from outside.
 
-use super::reach::{Answers, Destination, Endpoint, Sources, converge};
+use super::reach::{Answers, Destination, Endpoint, SMALL_PAYLOAD, Sources, converge};
 use super::verdict::fail;
 use crate::checks::Outcome;
 use crate::error::Result;
@@ -35,7 +35,7 @@ impl OutsideHost {
         let image = crate::machine::probe_image();
         let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
         let container = GenericImage::new(name, tag)
-            .with_entrypoint("/usr/local/bin/probe")
+            .with_entrypoint(crate::probe_pod::PROBE_BINARY)
             .with_cmd(["serve", "--port", &PROBE_PORT.to_string()])
             .with_container_name(format!("dualstack-outside-{namespace}"))
             .with_hostname(OUTSIDE_HOSTNAME)
@@ -77,9 +77,8 @@ impl OutsideHost {
             // The loader allows only external-client or any for a client outside the cluster.
             _ => Sources::any(),
         };
-        let batch = || async {
-            let count = super::reach::BATCH.to_string();
-            let command = ExecCommand::new(["/usr/local/bin/probe", "connect", proto.name(), &target.to_string(), "--timeout-ms", "3000", "--count", &count]);
+        let batch = |spread| async move {
+            let command = ExecCommand::new(super::reach::batch(proto, target, SMALL_PAYLOAD, spread).command());
             let failed = |error: String| vec![ConnectResult { ok: false, answer: None, error: Some(error) }];
             let output = match self.container.exec(command).await {
                 Ok(mut result) => result.stdout_to_vec().await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default(),

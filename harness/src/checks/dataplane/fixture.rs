@@ -71,6 +71,8 @@ pub struct Fixture {
     /// The fixture's LoadBalancer Services' ingress addresses, waited for once by the first action
     /// that dials one, or why the cluster has no load balancer.
     load_balancers: OnceCell<std::result::Result<BTreeMap<String, Balanced>, String>>,
+    /// Whether the cluster enforces NetworkPolicy: the canary, run once by the first policy row.
+    policy_enforcement: OnceCell<super::policy::Enforcement>,
     /// The endpoint-update pod's deletion, done once by whichever endpoint-update action runs first.
     update_pod_deleted: OnceCell<std::result::Result<(), String>>,
     /// The id of the row that checks pod IPs (D03), which every path through a pod depends on.
@@ -134,6 +136,7 @@ impl Fixture {
             host_port: HOST_PORT_RANGE.start + rand::random::<u16>() % (HOST_PORT_RANGE.end - HOST_PORT_RANGE.start),
             outside: OnceCell::new(),
             load_balancers: OnceCell::new(),
+            policy_enforcement: OnceCell::new(),
             started,
             update_pod_deleted: OnceCell::new(),
             pod_ips_row,
@@ -144,9 +147,19 @@ impl Fixture {
         }
         // The outside host starts with the fixture, so it is there (by its name) for whoever
         // looks before the first row uses it; a failure to start is reported by those rows.
-        if rows.iter().any(|r| matches!(&r.kind, RowKind::Connect(c) if c.to == Destination::Outside || c.from == connect::Client::External)) && fixture.docker_network.is_some() {
-            let _ = fixture.outside_host().await;
-        }
+        let outside = async {
+            if rows.iter().any(|r| matches!(&r.kind, RowKind::Connect(c) if c.to == Destination::Outside || c.from == connect::Client::External)) && fixture.docker_network.is_some() {
+                let _ = fixture.outside_host().await;
+            }
+        };
+        // The NetworkPolicy canary runs before any case, while the machine is quiet: an agent
+        // that programs its rules late under the cases' load would look like no enforcement.
+        let canary = async {
+            if rows.iter().any(|r| matches!(&r.kind, RowKind::Connect(c) if c.policy.is_some())) {
+                fixture.policy_enforcement().await;
+            }
+        };
+        tokio::join!(outside, canary);
         Ok(fixture)
     }
 
@@ -154,7 +167,7 @@ impl Fixture {
     fn host_network_pod(name: &str, node: &str, port: u16) -> Result<Pod> {
         let mut pod = probe_pod::probe_pod(name, node, &[("role", name)], true);
         if let Some(container) = pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
-            container.command = Some(vec!["/usr/local/bin/probe".into(), "serve".into(), "--port".into(), port.to_string()]);
+            container.command = Some(vec![probe_pod::PROBE_BINARY.into(), "serve".into(), "--port".into(), port.to_string()]);
             container.readiness_probe = Some(json(serde_json::json!({"tcpSocket": {"port": port}, "periodSeconds": 1}))?);
             container.ports = None;
         }
@@ -180,7 +193,7 @@ impl Fixture {
                 {"name": "POD_IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}}
             ]))?);
         }
-        let pods = [
+        let mut pods = vec![
             client_pod,
             probe_pod::probe_pod("server-0", &worker, &[("role", "server"), ("hairpin", "yes"), ("affinity", "yes")], false),
             probe_pod::probe_pod("server-1", &second, &[("role", "server")], false),
@@ -192,9 +205,11 @@ impl Fixture {
             Self::host_network_pod("host-server", &worker, self.host_port)?,
             Self::host_network_pod("host-client", &cp, self.host_port + 1)?,
         ];
+        pods.extend(super::policy::pods(rows, |label| self.node(label).map(name_of), &worker));
         for pod in &pods {
             self.pods.create(&PostParams::default(), pod).await?;
         }
+        super::policy::create_row_policies(self, rows).await?;
         let dual = if self.mode.is_dual() { "RequireDualStack" } else { "SingleStack" };
         let ports = |target: u16, protocols: &[&str]| {
             let ports: Vec<serde_json::Value> = protocols
@@ -276,6 +291,21 @@ impl Fixture {
             Ok(if missing.is_empty() { Ok(()) } else { Err(missing.join("; ")) })
         })
         .await
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// Whether the cluster enforces NetworkPolicy, as the canary found (run once, with the fixture).
+    pub async fn policy_enforcement(&self) -> &super::policy::Enforcement {
+        self.policy_enforcement
+            .get_or_init(|| async {
+                let found = super::policy::canary(self).await.unwrap_or_else(|e| super::policy::Enforcement::Undetermined(format!("the NetworkPolicy canary: {e}")));
+                println!("[{}] NetworkPolicy: {found}", self.mode);
+                found
+            })
+            .await
     }
 
     pub async fn delete(self) {

@@ -11,13 +11,14 @@ mod endpoints;
 mod external;
 mod fixture;
 mod load_balancer;
+mod policy;
 mod reach;
 mod verdict;
 
 use super::{CheckKind, Outcome, Target};
 use crate::error::{Error, Result};
 use crate::plan::{PlannedCase, Work};
-use crate::table::connect::{Client, Expect};
+use crate::table::connect::Client;
 use crate::table::dataplane::{CheckGroup, RowKind};
 use fixture::Fixture;
 use std::time::Duration;
@@ -32,7 +33,7 @@ const CLUSTER_DNS_TIMEOUT: Duration = Duration::from_secs(60);
 /// health-check count or the load balancer's addresses.
 fn row_waits_long(row: &crate::table::DataplaneRow) -> bool {
     match &row.kind {
-        RowKind::Connect(connect) => connect.from == Client::External || !matches!(connect.expect, Expect::Every | Expect::One),
+        RowKind::Connect(connect) => connect.from == Client::External || connect.expect.may_be_silence(),
         RowKind::Check(check) => matches!(check.group(), CheckGroup::Health | CheckGroup::LoadBalancer),
     }
 }
@@ -61,9 +62,14 @@ impl CheckKind for DataplaneChecks {
         target.tables.dataplane.get(*row).is_some_and(row_waits_long)
     }
 
-    async fn prepare(&self, target: &Target<'_>) -> Result<Fixture> {
+    async fn prepare(&self, target: &Target<'_>, cases: &[&PlannedCase]) -> Result<Fixture> {
         let pod_ips_row = target.tables.dataplane.iter().find(|r| r.check() == Some(crate::table::dataplane::Check::PodIps)).map(|r| r.id.clone());
-        let rows: Vec<&crate::table::DataplaneRow> = target.tables.dataplane.iter().filter(|r| r.modes.contains(&target.facts.mode)).collect();
+        // The fixture makes what the suite's cases need (each row's Service, pod and policy), not
+        // what rows of other suites, or rows left out by a filter, would.
+        let mut planned: Vec<usize> = cases.iter().filter_map(|c| if let Work::Dataplane { row, .. } = c.work { Some(row) } else { None }).collect();
+        planned.sort_unstable();
+        planned.dedup();
+        let rows: Vec<&crate::table::DataplaneRow> = planned.iter().filter_map(|&i| target.tables.dataplane.get(i)).collect();
         // Cluster DNS (which a cluster just created may still be starting) settles while the
         // fixture's pods start: the DNS checks need it, nothing before them does.
         let (fixture, dns) = tokio::join!(
@@ -125,6 +131,6 @@ mod tests {
     fn the_built_in_rows_that_start_first() {
         let tables = load_dirs(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../suites")]).unwrap();
         let first: Vec<&str> = tables.dataplane.iter().filter(|r| row_waits_long(r)).map(|r| r.id.as_str()).collect();
-        assert_eq!(first, ["D25", "D30", "D31", "D32", "D32-denied", "D26", "D26-other-node", "D27", "D27-no-local", "D28", "D28-no-local", "D29"]);
+        assert_eq!(first, ["D25", "D30", "D31", "D32", "D32-denied", "D26", "D26-other-node", "D27", "D27-no-local", "D28", "D28-no-local", "D29", "P01", "P01-service", "P02", "P03-other-pods", "P04-other-namespaces", "P05", "P05-ipv6", "P06", "P07-other-port", "P08", "P08-ipv6"]);
     }
 }

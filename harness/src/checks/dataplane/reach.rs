@@ -8,7 +8,7 @@ use super::verdict::{fail, pass};
 use crate::checks::Outcome;
 use crate::error::Result;
 use crate::mode::IpFamily;
-use crate::probe_pod::{self, ConnectResult};
+use crate::probe_pod::{self, ConnectResult, Dial};
 use crate::table::dataplane::{Protocol, SourceRule};
 use k8s_openapi::api::core::v1::Service;
 use reports::Status;
@@ -263,13 +263,20 @@ const MIN_ANSWERS: usize = 16;
 /// However slow the machine, a reach stops trying after this long.
 const GIVE_UP: Duration = Duration::from_secs(30);
 
+/// A batch of the reach primitive: BATCH connections, their starts spread over `spread`.
+pub fn batch(proto: Protocol, target: SocketAddr, bytes: usize, spread: Duration) -> Dial {
+    Dial { spread, ..Dial::at_once(proto.name(), target, bytes, BATCH) }
+}
+
 /// Runs batches of connections until the tally settles. Unsettled, it keeps going for the
 /// convergence window, and past it until MIN_ANSWERS answers make a verdict of "never answered"
 /// sound (bounded by GIVE_UP); a target nothing answers stops at the window. A failed batch waits a
-/// moment before the next, an answered one does not.
+/// moment before the next, an answered one does not. `batch` is given how long to spread its
+/// connections over: silence (Nobody) is listened for with one batch spread over the whole window,
+/// one probe run instead of one per timeout; everything else is asked at once.
 pub async fn converge<F, Fut>(endpoints: &[Endpoint], answering: Answering, mut batch: F) -> Result<(Tally, Duration)>
 where
-    F: FnMut() -> Fut,
+    F: FnMut(Duration) -> Fut,
     Fut: Future<Output = Result<Vec<ConnectResult>>>,
 {
     let started = Instant::now();
@@ -283,7 +290,8 @@ where
         if elapsed >= GIVE_UP || (elapsed >= CONVERGENCE && (answers >= MIN_ANSWERS || answers == 0)) {
             break;
         }
-        let results = batch().await?;
+        let spread = if answering == Answering::Nobody { CONVERGENCE } else { Duration::ZERO };
+        let results = batch(spread).await?;
         let failed = results.iter().any(|r| !r.ok);
         results.into_iter().for_each(|r| tally.record(r));
         if failed {
@@ -296,7 +304,12 @@ where
 impl Fixture {
     /// `count` connections at once from `from`, in one probe run.
     pub async fn connect_batch(&self, from: &str, proto: Protocol, target: SocketAddr, bytes: usize, count: usize) -> Result<Vec<ConnectResult>> {
-        probe_pod::connect_batch(&self.pods, from, proto.name(), target, bytes, count).await
+        self.dial(from, Dial::at_once(proto.name(), target, bytes, count)).await
+    }
+
+    /// Runs `dial` in the fixture pod `from`.
+    pub async fn dial(&self, from: &str, dial: Dial) -> Result<Vec<ConnectResult>> {
+        probe_pod::connect_batch(&self.pods, from, &dial).await
     }
 
     /// Connects from the fixture pod `from` until `endpoints` answered as `answering` asks.
@@ -310,7 +323,7 @@ impl Fixture {
             Ok(sources) => sources,
             Err(missing) => return Ok(missing.into()),
         };
-        let (tally, elapsed) = converge(&endpoints, answering, || self.connect_batch(from, proto, target, bytes, BATCH)).await?;
+        let (tally, elapsed) = converge(&endpoints, answering, |spread| self.dial(from, batch(proto, target, bytes, spread))).await?;
         Ok(tally.judge(&format!("{from} -> {target} over {}", proto.name()), &endpoints, answering, &sources, elapsed))
     }
 
@@ -324,7 +337,7 @@ impl Fixture {
         };
         let endpoints = [endpoint.clone()];
         let started = Instant::now();
-        let (mut tally, _) = converge(&endpoints, Answering::Every, || self.connect_batch(from, proto, target, SMALL_PAYLOAD, BATCH)).await?;
+        let (mut tally, _) = converge(&endpoints, Answering::Every, |spread| self.dial(from, batch(proto, target, SMALL_PAYLOAD, spread))).await?;
         let failed_before = tally.failures.len();
         if tally.complete(&endpoints, Answering::Every) {
             for _ in 0..CONTINUOUS_BATCHES {
@@ -442,9 +455,15 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn nobody_keeps_listening_for_the_whole_window_and_stops_at_the_first_answer() {
-        let (silent, elapsed) = converge(&[], Answering::Nobody, || async { Ok(vec![refused()]) }).await.unwrap();
-        assert!(elapsed >= CONVERGENCE && silent.attempts > 1, "{elapsed:?} {}", silent.attempts);
-        let (leaked, _) = converge(&[], Answering::Nobody, || async { Ok(vec![answer("server-0")]) }).await.unwrap();
+        // Each batch is asked to spread its connections over the whole window.
+        let (silent, elapsed) = converge(&[], Answering::Nobody, |spread| async move {
+            assert_eq!(spread, CONVERGENCE);
+            Ok(vec![refused()])
+        })
+        .await
+        .unwrap();
+        assert!(elapsed >= CONVERGENCE && silent.attempts >= 1, "{elapsed:?} {}", silent.attempts);
+        let (leaked, _) = converge(&[], Answering::Nobody, |_| async { Ok(vec![answer("server-0")]) }).await.unwrap();
         assert_eq!(leaked.attempts, 1);
     }
 
@@ -452,7 +471,8 @@ mod tests {
     async fn converge_stops_as_soon_as_the_tally_settles() {
         let endpoints = [endpoint("server-0"), endpoint("server-1")];
         let mut script = vec![vec![answer("server-1")], vec![answer("server-0"), answer("server-0")], vec![answer("server-0")]].into_iter();
-        let (tally, _) = converge(&endpoints, Answering::Every, || {
+        let (tally, _) = converge(&endpoints, Answering::Every, |spread| {
+            assert_eq!(spread, Duration::ZERO, "answers are asked for at once");
             let next = script.next();
             async move { Ok(next.unwrap_or_else(|| vec![refused()])) }
         })

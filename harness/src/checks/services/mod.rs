@@ -36,7 +36,7 @@ impl CheckKind for ServiceChecks {
         self.case_timeout
     }
 
-    async fn prepare(&self, target: &Target<'_>) -> Result<AddressBook> {
+    async fn prepare(&self, target: &Target<'_>, _cases: &[&PlannedCase]) -> Result<AddressBook> {
         Ok(AddressBook::new(execute::allocated_addresses(target.client).await.unwrap_or_default()))
     }
 
