@@ -313,7 +313,7 @@ fn end_to_end(mode: Mode, judge_as: Mode, min_executed: usize) {
         let junit = reports.join("junit.xml");
         validate_junit(&junit);
         let cases = junit_cases(&junit);
-        let executed = cases.iter().filter(|(n, s)| is_success(s) && !n.starts_with('D')).count();
+        let executed = cases.iter().filter(|(n, s)| is_success(s) && !n.starts_with('D') && !n.starts_with('P')).count();
         assert!(executed >= min_executed, "{executed} Service cases executed, expected at least {min_executed}");
         let dataplane = cases.iter().filter(|(n, _)| n.starts_with('D')).count();
         assert!(dataplane > 30, "only {dataplane} data-plane cases");
@@ -430,9 +430,11 @@ fn a_vendor_cni_from_a_manifest_passes() {
     // Given for the dual mode only.
     let (vendor_image, manifest_file) = vendor_cni(&reports);
     let dir = reports.join("reports").to_string_lossy().into_owned();
-    // Without a load balancer too: its rows are skipped for that reason.
+    // Without a load balancer or a NetworkPolicy agent too: their rows are skipped for that reason
+    // (the canary finds that this CNI enforces no policy).
     let run = dualstack(&[
-        "run", "--mode", "dual", "--cni-manifest", &format!("dual={}", manifest_file.display()), "--load-image", &vendor_image, "--load-balancer", "none", "--keep", "--report-dir", &dir,
+        "run", "--mode", "dual", "--cni-manifest", &format!("dual={}", manifest_file.display()), "--load-image", &vendor_image, "--load-balancer", "none", "--network-policy", "none", "--keep",
+        "--report-dir", &dir,
     ]);
     let out = stdout(&run);
     let kept = out.lines().find_map(|l| l.split("kept cluster ").nth(1)).and_then(|rest| rest.split(';').next()).unwrap_or_default().to_string();
@@ -465,6 +467,13 @@ fn a_vendor_cni_from_a_manifest_passes() {
     for case in balanced {
         assert_eq!(case["status"], "skipped", "{case}");
         assert!(case["message"].as_str().is_some_and(|m| m.starts_with("no LoadBalancer implementation: none of the fixture's")), "{case}");
+    }
+    assert_eq!(property("network policy agent"), ("dual".to_string(), "none".to_string()));
+    let policed: Vec<&serde_json::Value> = results["cases"].as_array().into_iter().flatten().filter(|c| c["suite"] == "network-policy").collect();
+    assert_eq!(policed.len(), 34, "{results}");
+    for case in policed {
+        assert_eq!(case["status"], "skipped", "{case}");
+        assert_eq!(case["message"], "no NetworkPolicy enforcement: the canary policy-canary kept answering over IPv4 and IPv6 for 20s behind a deny-all ingress policy", "{case}");
     }
     assert_eq!(property("kubernetes").1, pin("K8S_VERSION"));
     assert!(property("node image").1.starts_with("dualstack.local/kind-node:"), "{results}");

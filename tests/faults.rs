@@ -1,7 +1,7 @@
-//! Fault injection: the data-plane suite is only as good as its verdicts. Each fault of
+//! Fault injection: the data-plane suites are only as good as their verdicts. Each fault of
 //! fixtures/faults/faults.yaml makes exactly its listed checks fail and no other (every other
-//! planned case passes: on every run, a healthy cluster's pass of everything the fault leaves
-//! alone), the same set on every run. Faults run on one cluster per mode: each is injected, judged
+//! planned case of its suite passes: on every run, a healthy cluster's pass of everything the
+//! fault leaves alone), the same set on every run. Faults run on one cluster per mode: each is injected, judged
 //! and reverted, and a fault without a revert (or whose revert fails) gets the cluster recreated.
 //!
 //! `DUALSTACK_FAULT=NAME[,NAME...]` runs those faults; `DUALSTACK_FAULT_RUNS=N` runs each fault N times (the
@@ -30,6 +30,9 @@ struct Fault {
     name: String,
     /// The mode of the cluster the fault is injected into.
     mode: String,
+    /// The suite the fault is judged on: every case of it must pass but those of `fails`.
+    #[serde(default = "dataplane")]
+    suite: String,
     #[serde(default)]
     before: Option<String>,
     #[serde(default, rename = "after-fixture")]
@@ -38,6 +41,10 @@ struct Fault {
     #[serde(default)]
     revert: Option<String>,
     fails: Vec<String>,
+}
+
+fn dataplane() -> String {
+    "dataplane".into()
 }
 
 fn root() -> PathBuf {
@@ -115,12 +122,13 @@ fn kubectl() -> String {
     harness::machine::cache_dir().join("bin/kubectl").display().to_string()
 }
 
-/// The ids of the data-plane cases `dualstack list` plans to run on a cluster of `mode`.
-fn planned_dataplane_cases(mode: &str) -> BTreeSet<String> {
-    let out = dualstack(&["list", "--mode", mode, "--suite", "dataplane"], &[]);
+/// The ids of the cases of `suite` that `dualstack list` plans to run on a cluster of `mode`.
+fn planned_cases(mode: &str, suite: &str) -> BTreeSet<String> {
+    let out = dualstack(&["list", "--mode", mode, "--suite", suite], &[]);
+    let prefix = format!("run  {suite}/");
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.strip_prefix("run  dataplane/"))
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
         .filter_map(|rest| rest.split_whitespace().next())
         .map(str::to_string)
         .collect()
@@ -143,8 +151,8 @@ fn assert_everything_else_passed(planned: &BTreeSet<String>, failing: &BTreeSet<
     }
 }
 
-/// What one data-plane run reported: its exit code, case ids by outcome, and its output.
-struct DataplaneRun {
+/// What one run of a suite reported: its exit code, case ids by outcome, and its output.
+struct SuiteRun {
     code: Option<i32>,
     failed: BTreeSet<String>,
     errored: Vec<String>,
@@ -153,10 +161,10 @@ struct DataplaneRun {
     output: String,
 }
 
-/// Runs the data-plane suite against `cluster` of `mode`, with the fault's hook.
-fn run_dataplane(cluster: &Cluster, mode: &str, hook: Option<&str>, reports: &Path) -> DataplaneRun {
+/// Runs `suite` against `cluster` of `mode`, with the fault's hook.
+fn run_suite(cluster: &Cluster, mode: &str, suite: &str, hook: Option<&str>, reports: &Path) -> SuiteRun {
     let dir = reports.to_string_lossy().into_owned();
-    let mut args = vec!["run", "--mode", mode, "--suite", "dataplane", "--kubeconfig", &cluster.kubeconfig, "--report-dir", &dir];
+    let mut args = vec!["run", "--mode", mode, "--suite", suite, "--kubeconfig", &cluster.kubeconfig, "--report-dir", &dir];
     if let Some(hook) = hook {
         args.extend(["--after-fixture-hook", hook]);
     }
@@ -184,7 +192,7 @@ fn run_dataplane(cluster: &Cluster, mode: &str, hook: Option<&str>, reports: &Pa
             }
         }
     }
-    DataplaneRun { code: out.status.code(), failed, errored, passed, skipped, output: text(&out) }
+    SuiteRun { code: out.status.code(), failed, errored, passed, skipped, output: text(&out) }
 }
 
 /// Runs a fault script (the prelude first) against `cluster`; whether it succeeded.
@@ -228,12 +236,12 @@ fn each_fault_fails_exactly_its_checks_every_time() {
         if faults.is_empty() {
             continue;
         }
-        let planned = planned_dataplane_cases(mode);
         let (mut cluster, mut clusters, mut previous): (Option<Cluster>, usize, Option<&str>) = (None, 0, None);
         for (index, fault) in faults {
+            let planned = planned_cases(mode, &fault.suite);
             let expected: BTreeSet<String> = fault.fails.iter().cloned().collect();
             let unplanned: Vec<&String> = expected.difference(&planned).collect();
-            assert!(unplanned.is_empty(), "{}: declares failures of cases the {mode} plan does not have: {unplanned:?}", fault.name);
+            assert!(unplanned.is_empty(), "{}: declares failures of cases the {mode} plan of {} does not have: {unplanned:?}", fault.name, fault.suite);
             let mut failing_sets = Vec::new();
             for run in 0..runs[index] {
                 let current = cluster.get_or_insert_with(|| {
@@ -248,7 +256,7 @@ fn each_fault_fails_exactly_its_checks_every_time() {
                 }
                 let reports = std::env::temp_dir().join(format!("{}-{}-{run}-reports", current.name, fault.name));
                 let hook = fault.after_fixture.as_ref().map(|h| format!("{}\n{h}", catalogue.prelude));
-                let DataplaneRun { code, failed, errored, passed, skipped, output } = run_dataplane(current, mode, hook.as_deref(), &reports);
+                let SuiteRun { code, failed, errored, passed, skipped, output } = run_suite(current, mode, &fault.suite, hook.as_deref(), &reports);
                 let judged = started.elapsed();
                 let reverted = fault.revert.as_ref().is_some_and(|revert| script(&catalogue.prelude, revert, current));
                 timings.push(format!(
