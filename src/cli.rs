@@ -141,11 +141,12 @@ pub struct RunArgs {
     /// docker network) or none (the LoadBalancer rows are then skipped).
     #[arg(long, default_value = "metallb")]
     pub load_balancer: harness::load_balancer::LoadBalancer,
-    /// The NetworkPolicy agent of created clusters, beside the CNI: kube-network-policies, or none
-    /// (for a CNI that enforces policy itself; where nothing does, the NetworkPolicy rows are
-    /// skipped).
-    #[arg(long, default_value = "kube-network-policies")]
-    pub network_policy: harness::network_policy::PolicyAgent,
+    /// The NetworkPolicy agent of created clusters, beside the CNI: kube-network-policies or none.
+    /// Default: kube-network-policies with the default CNI (which enforces no policy), none with
+    /// yours (its own enforcement is what is judged; where nothing enforces, the NetworkPolicy
+    /// rows are skipped).
+    #[arg(long)]
+    pub network_policy: Option<harness::network_policy::PolicyAgent>,
     #[command(flatten)]
     pub images: ImageArgs,
     /// Node image for created clusters (default: the prepared offline image, else kindest/node).

@@ -161,7 +161,8 @@ async fn run_suites(args: RunArgs, verbosity: Verbosity) -> Result<u8, Error> {
             };
             let images = args.images.images();
             harness::cni::check_images(&images).await?;
-            Clusters::Kind { cni, images, kube_proxy: args.kube_proxy, load_balancer: args.load_balancer, network_policy: args.network_policy, keep: args.keep, node_image: args.node_image.clone(), ready_timeout: Duration::from_secs(args.ready_timeout) }
+            let network_policy = args.network_policy.unwrap_or(PolicyAgent::default_for(cni == CniInstall::Default));
+            Clusters::Kind { cni, images, kube_proxy: args.kube_proxy, load_balancer: args.load_balancer, network_policy, keep: args.keep, node_image: args.node_image.clone(), ready_timeout: Duration::from_secs(args.ready_timeout) }
         }
     };
     if matches!(clusters, Clusters::Kind { .. }) && args.node_image.is_none() && !harness::prepare::machine_is_prepared().await {

@@ -14,13 +14,21 @@ use serde::Serialize;
 use std::time::Duration;
 
 /// Which NetworkPolicy agent a created cluster gets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PolicyAgent {
-    #[default]
     KubeNetworkPolicies,
     /// None: unless the CNI enforces policy itself, the NetworkPolicy rows are skipped.
     None,
+}
+
+impl PolicyAgent {
+    /// The agent a created cluster gets unless told: ours beside our CNI, which enforces no
+    /// policy; none beside a vendor's, whose own enforcement is what is judged (an agent beside it
+    /// would deny what the CNI lets through, and hide it).
+    pub fn default_for(default_cni: bool) -> Self {
+        if default_cni { Self::KubeNetworkPolicies } else { Self::None }
+    }
 }
 
 impl std::str::FromStr for PolicyAgent {

@@ -102,15 +102,15 @@ pub async fn create_row_policies(fixture: &Fixture, rows: &[&DataplaneRow]) -> R
     Ok(())
 }
 
-/// The canary, run once by the first policy row: the fixture's client reaches the canary pod over
-/// each family, a deny-all ingress policy is put in front of it, and each family whose batches of
-/// new connections then go unanswered DENIED_IN_A_ROW times in a row within CANARY_DENY is enforced.
+/// The canary, run once with the fixture when policy rows are planned: the fixture's client
+/// reaches the canary pod over each family, a deny-all ingress policy is put in front of it, and
+/// each family whose batches of new connections then go unanswered DENIED_IN_A_ROW times in a row
+/// within CANARY_DENY is enforced.
 pub async fn canary(fixture: &Fixture) -> Result<Enforcement> {
     let started = Instant::now();
     let canary = fixture.pod(CANARY_POD).await?;
-    let ips = crate::objects::pod_ips(&canary);
+    let ips = &crate::objects::pod_ips(&canary);
     // The families at once, here and behind the deny: each waits on its own timeouts.
-    let ips = &ips;
     let controls = futures::future::join_all(fixture.mode.families().iter().map(|&family| async move {
         let Some(ip) = of_family(ips, family) else {
             return Ok::<_, Error>(Err(format!("{family}: the canary has no {family} address")));
@@ -135,7 +135,7 @@ pub async fn canary(fixture: &Fixture) -> Result<Enforcement> {
         }
     }
     if answering.is_empty() {
-        return Ok(Enforcement::Undetermined(format!("the NetworkPolicy canary {CANARY_POD} did not answer the client before any policy: {}", silent.join("; "))));
+        return Ok(judge(&[], &silent, &[], started.elapsed()));
     }
     let api: Api<NetworkPolicy> = Api::namespaced(fixture.client(), &fixture.namespace);
     let deny = policy_object("canary-deny-all-ingress", CANARY_LABEL, &serde_json::json!({"policyTypes": ["Ingress"]}))?;
@@ -155,15 +155,27 @@ pub async fn canary(fixture: &Fixture) -> Result<Enforcement> {
             enforced.push(family);
         }
     }
-    if enforced.is_empty() {
-        let families: Vec<String> = answering.iter().map(|(f, _)| f.to_string()).collect();
-        return Ok(Enforcement::NotEnforced(format!(
+    let reached: Vec<IpFamily> = answering.iter().map(|&(family, _)| family).collect();
+    Ok(judge(&reached, &silent, &enforced, started.elapsed()))
+}
+
+/// The canary's finding: the families the client `reached` before the policy (the others `silent`,
+/// saying why), and those of them `denied` behind it. Enforced where any family was denied (a
+/// family that was not then fails its rows); not enforced where every reached family kept
+/// answering; undetermined where no family was reached.
+fn judge(reached: &[IpFamily], silent: &[String], denied: &[IpFamily], after: Duration) -> Enforcement {
+    if reached.is_empty() {
+        return Enforcement::Undetermined(format!("the NetworkPolicy canary {CANARY_POD} did not answer the client before any policy: {}", silent.join("; ")));
+    }
+    if denied.is_empty() {
+        let families: Vec<String> = reached.iter().map(ToString::to_string).collect();
+        return Enforcement::NotEnforced(format!(
             "no NetworkPolicy enforcement: the canary {CANARY_POD} kept answering over {} for {}s behind a deny-all ingress policy",
             families.join(" and "),
             CANARY_DENY.as_secs()
-        )));
+        ));
     }
-    Ok(Enforcement::Enforced { families: enforced, after: started.elapsed() })
+    Enforcement::Enforced { families: denied.to_vec(), after }
 }
 
 /// CANARY_BATCH new TCP connections at once from the fixture's client to `target`: Ok when any was
@@ -178,4 +190,30 @@ async fn connect_once(fixture: &Fixture, target: SocketAddr) -> Result<std::resu
         tokio::time::sleep(rest).await;
     }
     Ok(if answered { Ok(()) } else { Err(results.iter().filter_map(|r| r.error.clone()).next().unwrap_or_else(|| "no answer".into())) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use IpFamily::{IPv4, IPv6};
+
+    #[test]
+    fn one_family_denied_is_enforcement_and_names_that_family() {
+        let found = judge(&[IPv4, IPv6], &[], &[IPv4], Duration::from_millis(2500));
+        assert_eq!(found.to_string(), "enforced over IPv4 (the canary's deny held after 2.5s)");
+    }
+
+    #[test]
+    fn every_reached_family_answering_behind_the_deny_is_no_enforcement() {
+        let found = judge(&[IPv4, IPv6], &[], &[], Duration::from_secs(21));
+        assert!(matches!(found, Enforcement::NotEnforced(_)));
+        assert_eq!(found.to_string(), "no NetworkPolicy enforcement: the canary policy-canary kept answering over IPv4 and IPv6 for 20s behind a deny-all ingress policy");
+    }
+
+    #[test]
+    fn a_canary_never_reached_is_undetermined_and_says_why() {
+        let found = judge(&[], &["IPv6 [fd00::5]:8080: connect: timeout".into()], &[], Duration::from_secs(10));
+        assert!(matches!(found, Enforcement::Undetermined(_)));
+        assert_eq!(found.to_string(), "the NetworkPolicy canary policy-canary did not answer the client before any policy: IPv6 [fd00::5]:8080: connect: timeout");
+    }
 }
