@@ -35,7 +35,11 @@ async fn connection(fixture: &Fixture, row: &DataplaneRow, connect: &Connect, ac
     let expect = connect.expect.of(family);
     let egress_policy = connect.policy.as_ref().is_some_and(|p| p.direction == Direction::Egress);
     let client = match connect.from {
-        Client::Pod if egress_policy => Connector::Pod(policy_pod_name(&row.id)),
+        // The row's own client, made on `from-node` when the cluster has that node.
+        Client::Pod if egress_policy => match fixture.node(&connect.from_node) {
+            Some(_) => Connector::Pod(policy_pod_name(&row.id)),
+            None => return Ok(skip(format!("the cluster has no node {} for the client", connect.from_node))),
+        },
         Client::Pod => match fixture.client_on(&connect.from_node).await? {
             Some(pod) => Connector::Pod(pod),
             None => return Ok(skip(format!("the cluster has no node {} for the client", connect.from_node))),
