@@ -57,8 +57,9 @@ pub(crate) trait CheckKind {
     fn case_timeout(&self) -> Duration;
 
     /// Whether the case spends most of its time waiting out a window (a path that must stay
-    /// silent, a client container started outside the cluster). Those start first, so that their
-    /// waiting overlaps the other cases instead of trailing them.
+    /// silent, a client container started outside the cluster). Those run in a lane of their own
+    /// beside the busy ones, so that their waiting overlaps the other cases instead of trailing
+    /// them or holding the busy lane's places.
     fn waits_long(&self, _target: &Target<'_>, _case: &PlannedCase) -> bool {
         false
     }

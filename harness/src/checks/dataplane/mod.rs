@@ -128,7 +128,7 @@ mod tests {
     use std::path::PathBuf;
 
     #[test]
-    fn the_built_in_rows_that_start_first() {
+    fn the_built_in_rows_that_run_in_the_waiting_lane() {
         let tables = load_dirs(&[PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../suites")]).unwrap();
         let first: Vec<&str> = tables.dataplane.iter().filter(|r| row_waits_long(r)).map(|r| r.id.as_str()).collect();
         assert_eq!(first, ["D25", "D30", "D31", "D32", "D32-denied", "D26", "D26-other-node", "D27", "D27-no-local", "D28", "D28-no-local", "D29", "P01", "P01-service", "P02", "P03-other-pods", "P04-other-namespaces", "P05", "P05-ipv6", "P06", "P07-other-port", "P08", "P08-ipv6"]);
