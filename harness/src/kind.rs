@@ -49,27 +49,11 @@ pub enum KubeProxyMode {
     None,
 }
 
-impl std::str::FromStr for KubeProxyMode {
-    type Err = String;
-    fn from_str(text: &str) -> std::result::Result<Self, String> {
-        match text {
-            "iptables" => Ok(Self::Iptables),
-            "nftables" => Ok(Self::Nftables),
-            "none" => Ok(Self::None),
-            other => Err(format!("unknown kube-proxy mode '{other}' (expected one of: iptables, nftables, none)")),
-        }
-    }
-}
-
-impl std::fmt::Display for KubeProxyMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Iptables => "iptables",
-            Self::Nftables => "nftables",
-            Self::None => "none",
-        })
-    }
-}
+crate::choice::named_choices!(KubeProxyMode, "kube-proxy mode", {
+    Iptables => "iptables",
+    Nftables => "nftables",
+    None => "none",
+});
 
 impl ClusterSpec {
     pub fn new(mode: Mode) -> Self {

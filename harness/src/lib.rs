@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checks;
+mod choice;
 pub mod cluster;
 pub mod cni;
 pub mod detect;

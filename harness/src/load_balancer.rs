@@ -33,25 +33,10 @@ pub enum LoadBalancer {
     None,
 }
 
-impl std::str::FromStr for LoadBalancer {
-    type Err = String;
-    fn from_str(text: &str) -> std::result::Result<Self, String> {
-        match text {
-            "metallb" => Ok(Self::Metallb),
-            "none" => Ok(Self::None),
-            other => Err(format!("unknown load balancer '{other}' (expected one of: metallb, none)")),
-        }
-    }
-}
-
-impl std::fmt::Display for LoadBalancer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Metallb => "metallb",
-            Self::None => "none",
-        })
-    }
-}
+crate::choice::named_choices!(LoadBalancer, "load balancer", {
+    Metallb => "metallb",
+    None => "none",
+});
 
 /// MetalLB's CRDs, RBAC, controller (webhooks off) and speakers, with our image.
 const METALLB_MANIFEST: &str = include_str!("../../fixtures/lb/metallb.yaml");

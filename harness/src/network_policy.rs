@@ -31,25 +31,10 @@ impl PolicyAgent {
     }
 }
 
-impl std::str::FromStr for PolicyAgent {
-    type Err = String;
-    fn from_str(text: &str) -> std::result::Result<Self, String> {
-        match text {
-            "kube-network-policies" => Ok(Self::KubeNetworkPolicies),
-            "none" => Ok(Self::None),
-            other => Err(format!("unknown NetworkPolicy agent '{other}' (expected one of: kube-network-policies, none)")),
-        }
-    }
-}
-
-impl std::fmt::Display for PolicyAgent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::KubeNetworkPolicies => "kube-network-policies",
-            Self::None => "none",
-        })
-    }
-}
+crate::choice::named_choices!(PolicyAgent, "NetworkPolicy agent", {
+    KubeNetworkPolicies => "kube-network-policies",
+    None => "none",
+});
 
 /// The agent's RBAC and DaemonSet, with our image.
 const MANIFEST: &str = include_str!("../../fixtures/network-policy/kube-network-policies.yaml");
