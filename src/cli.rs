@@ -216,6 +216,16 @@ pub enum ClusterCommand {
         #[arg(long)]
         name: String,
     },
+    /// Convert a cluster created by `cluster up` in place: add the second family (ipv4 -> dual,
+    /// ipv6 -> dual-ipv6-primary) or remove it (dual -> ipv4, dual-ipv6-primary -> ipv6).
+    #[command(after_help = "Example: dualstack cluster convert --name my-v4 --to dual")]
+    Convert {
+        #[arg(long)]
+        name: String,
+        /// The mode to convert to; the primary family stays.
+        #[arg(long)]
+        to: String,
+    },
     /// Verify a cluster's addressing, DNS and cross-node traffic for every family of MODE.
     #[command(after_help = "Example: dualstack cluster check --mode dual --name my-dual")]
     Check(CheckArgs),

@@ -58,6 +58,11 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             println!("deleted cluster {name}");
             Ok(exit::OK)
         }
+        Command::Cluster(ClusterCommand::Convert { name, to }) => {
+            let (conversion, timings) = harness::convert::convert_created(&ClusterFiles::new(&name)?, parse_mode(&to)?).await?;
+            println!("converted cluster {name} ({conversion}) in {timings}");
+            Ok(exit::OK)
+        }
         Command::Cluster(ClusterCommand::Check(args)) => cluster_check(args).await,
         Command::Run(args) => run_suites(*args, verbosity).await,
         Command::List(args) => list(args),
@@ -99,7 +104,7 @@ fn list(args: ListArgs) -> Result<u8, Error> {
         None => Mode::ALL.to_vec(),
     };
     let (tables, selection) = load(&args.selection)?;
-    let targets: Vec<Target> = modes.into_iter().map(|mode| Target { mode, nodes: ClusterSpec::new(mode).node_labels() }).collect();
+    let targets: Vec<Target> = modes.into_iter().map(|mode| Target { mode, nodes: ClusterSpec::new(mode).node_labels(), created: true }).collect();
     print!("{}", Plan::build(&tables, &selection, &targets, None).render());
     Ok(exit::OK)
 }

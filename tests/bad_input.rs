@@ -76,7 +76,7 @@ const HEAD: &str = "suite: vendor\ngroup: g\n";
 #[case::expects_nothing("scenarios:\n  - id: V1\n    title: one\n    create: {}\n    expect:\n      all: {}\n",
     "8:12: expect.all: expects nothing: give policy/families/clusterIPs/unset/nodePorts or rejected")]
 #[case::kept_without_update("scenarios:\n  - id: V1\n    title: one\n    create: {}\n    expect:\n      all: { clusterIPs: [kept] }\n",
-    "8:12: expect.all.clusterIPs: 'kept' is not a family symbol, None, kept (updates only) or a placeholder")]
+    "8:12: expect.all.clusterIPs: 'kept' is not a family symbol, None, kept (updates and rows created before a conversion only) or a placeholder")]
 #[case::non_error_status("scenarios:\n  - id: V1\n    title: one\n    create: {}\n    expect:\n      all: { rejected: { status: 200, causes: [{ field: spec, message: x }] } }\n",
     "8:12: expect.all.rejected.status: 200 is not a 4xx validation status (5xx, 409 and 429 are retried, never judged)")]
 #[case::server_error_status("scenarios:\n  - id: V1\n    title: one\n    create: {}\n    expect:\n      all: { rejected: { status: 500, causes: [{ field: spec, message: x }] } }\n",

@@ -135,7 +135,7 @@ impl KindCluster {
 
 /// Gives the kube-dns Service the secondary family's address the kubelets name in clusterDNS
 /// (`kind::cluster_dns`): kubeadm creates it single-stack.
-async fn serve_dns_on_both_families(client: &Client, mode: crate::mode::Mode) -> Result<()> {
+pub(crate) async fn serve_dns_on_both_families(client: &Client, mode: crate::mode::Mode) -> Result<()> {
     let ips: Vec<String> = kind::cluster_dns(mode).iter().map(ToString::to_string).collect();
     let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), "kube-system");
     let patch = serde_json::json!({"spec": {"ipFamilyPolicy": "PreferDualStack", "clusterIPs": ips}});

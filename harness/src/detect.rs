@@ -76,13 +76,17 @@ pub async fn detect(client: &Client) -> Result<ClusterFacts> {
         }
     }
 
-    let service_cidrs = match Api::<ServiceCIDR>::all(client.clone()).get_opt("kubernetes").await? {
+    // A cluster converted from dual-stack keeps a dual default ServiceCIDR: Kubernetes never
+    // removes a range from it (it reports KubernetesDefaultServiceCIDRInconsistent instead); the
+    // ranges of the mode's families are the ones in service.
+    let listed: Vec<IpNet> = match Api::<ServiceCIDR>::all(client.clone()).get_opt("kubernetes").await? {
         Some(sc) => sc.spec.and_then(|s| s.cidrs).unwrap_or_default().iter().filter_map(|c| c.parse().ok()).collect(),
         None => Vec::new(),
     };
+    let service_cidrs: Vec<IpNet> = mode.families().iter().filter_map(|&f| listed.iter().copied().find(|c| IpFamily::of(&c.addr()) == f)).collect();
     if service_cidrs.len() != mode.families().len() {
         return Err(Error::Detection(format!(
-            "the default ServiceCIDR 'kubernetes' lists {service_cidrs:?}; expected one range per family of a {mode} cluster"
+            "the default ServiceCIDR 'kubernetes' lists {listed:?}; expected a range of each family of a {mode} cluster"
         )));
     }
     let server_version = client.apiserver_version().await.map(|v| v.git_version).unwrap_or_else(|_| "unknown".into());

@@ -49,6 +49,10 @@ pub enum Error {
     /// Installing the created cluster's NetworkPolicy agent failed, or it never became Ready.
     #[error("installing the NetworkPolicy agent failed: {cause}")]
     NetworkPolicyInstall { cause: String },
+    /// A step of `cluster convert` (or of the conversion suite) failed; the cluster is left as the
+    /// step found it, for a look. `logs`: the component's last lines.
+    #[error("converting cluster {cluster} ({conversion}) failed at {step}: {cause}; the cluster is kept as it is (KUBECONFIG={kubeconfig}); delete it with `dualstack cluster down --name {cluster}`{}", if logs.trim().is_empty() { String::new() } else { format!("; last log lines of {step}:\n{}", logs.trim_end()) })]
+    Conversion { cluster: String, conversion: String, step: String, cause: String, logs: String, kubeconfig: String },
     /// The cluster is not in the mode the run asked for.
     #[error("the cluster is {detected} (service ranges {ranges}), not {requested} as requested; refusing to run")]
     ModeMismatch { requested: String, detected: String, ranges: String },

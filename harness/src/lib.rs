@@ -13,6 +13,7 @@ pub mod checks;
 mod choice;
 pub mod cluster;
 pub mod cni;
+pub mod convert;
 pub mod detect;
 pub mod error;
 pub mod host;

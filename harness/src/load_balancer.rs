@@ -57,14 +57,9 @@ impl std::fmt::Display for Installed {
 /// are Ready and its pool exists.
 pub async fn install(client: &Client, files: &ClusterFiles, mode: Mode, timeout: Duration) -> Result<Installed> {
     let failed = |cause: String| Error::LoadBalancerInstall { cause };
-    let subnets = docker_subnets(&files.network).await.map_err(failed)?;
-    let pools = mode.families().iter().map(|&family| pool_range(family, &subnets)).collect::<std::result::Result<Vec<String>, String>>().map_err(failed)?;
     kubectl(files, &["apply", "-f", "-"], METALLB_MANIFEST).await.map_err(failed)?;
     kubectl(files, &["wait", "--for", "condition=established", "--timeout", "60s", "crd/ipaddresspools.metallb.io", "crd/l2advertisements.metallb.io"], "").await.map_err(failed)?;
-    let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await?.items;
-    let mut workers: Vec<String> = nodes.iter().filter(|n| !is_control_plane(n)).filter_map(|n| n.metadata.name.clone()).collect();
-    workers.sort();
-    kubectl(files, &["apply", "-f", "-"], &pool_manifest(&pools, workers.first().map(String::as_str))).await.map_err(failed)?;
+    let pools = apply_pool(client, files, mode).await.map_err(failed)?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
     let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), NAMESPACE);
     poll("MetalLB's controller and speakers Ready", timeout, Duration::from_millis(500), || async {
@@ -80,6 +75,23 @@ pub async fn install(client: &Client, files: &ClusterFiles, mode: Mode, timeout:
     .await
     .map_err(|e| failed(e.to_string()))?;
     Ok(Installed { pools })
+}
+
+/// MetalLB's pool for a `mode` cluster (a range of each family) and its announcement, applied
+/// over what is there (a converted cluster's pool gains or loses a family); the ranges.
+pub async fn apply_pool(client: &Client, files: &ClusterFiles, mode: Mode) -> std::result::Result<Vec<String>, String> {
+    let subnets = docker_subnets(&files.network).await?;
+    let pools = mode.families().iter().map(|&family| pool_range(family, &subnets)).collect::<std::result::Result<Vec<String>, String>>()?;
+    let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await.map_err(|e| e.to_string())?.items;
+    let mut workers: Vec<String> = nodes.iter().filter(|n| !is_control_plane(n)).filter_map(|n| n.metadata.name.clone()).collect();
+    workers.sort();
+    kubectl(files, &["apply", "-f", "-"], &pool_manifest(&pools, workers.first().map(String::as_str))).await?;
+    Ok(pools)
+}
+
+/// Whether the cluster runs the MetalLB this module installs.
+pub async fn installed(client: &Client) -> Result<bool> {
+    Ok(Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()).get_opt(NAMESPACE).await?.is_some())
 }
 
 /// The subnets of a docker network, IPv4 and IPv6.

@@ -15,6 +15,8 @@ use std::time::Duration;
 pub enum Work {
     /// `tables.services[index]`.
     Service(usize),
+    /// `tables.services[index]`, a conversion row: its Service straddles the cluster's conversion.
+    Conversion(usize),
     /// `tables.dataplane[row]`, one action of it.
     Dataplane { row: usize, action: Action },
     /// Nothing: the case is skipped before it starts (the whole row does not apply).
@@ -82,7 +84,12 @@ impl PlannedCase {
 pub struct Target {
     pub mode: Mode,
     pub nodes: Vec<String>,
+    /// The run creates the cluster (a KIND cluster it may convert), rather than being given one.
+    pub created: bool,
 }
+
+/// Why the conversion rows of a given cluster do not run.
+pub const NOT_CONVERTIBLE: &str = "converts only KIND clusters the run creates: a cluster given with --kubeconfig is never reconfigured";
 
 /// Stable node labels, in the order the API lists the nodes: the role, numbered when a role
 /// repeats (`control-plane`, `worker`, `worker2`), so case names do not change with cluster names.
@@ -122,6 +129,8 @@ impl Plan {
                     Disposition::Skip(reason)
                 } else if !s.modes.contains(&judge) {
                     Disposition::Skip(format!("does not apply to {judge}"))
+                } else if s.created.is_some() && !target.created {
+                    Disposition::Skip(NOT_CONVERTIBLE.to_string())
                 } else {
                     Disposition::Run
                 };
@@ -131,7 +140,7 @@ impl Plan {
                     id: s.id.clone(),
                     title: s.title.clone(),
                     mode,
-                    work: Work::Service(index),
+                    work: if s.created.is_some() { Work::Conversion(index) } else { Work::Service(index) },
                     disposition,
                 });
             }
@@ -201,7 +210,7 @@ mod tests {
     }
 
     fn kind_shape(mode: Mode) -> Target {
-        Target { mode, nodes: node_labels(&[true, false, false]) }
+        Target { mode, nodes: node_labels(&[true, false, false]), created: true }
     }
 
     #[rstest]

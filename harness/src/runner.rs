@@ -3,6 +3,7 @@
 //! and a timeout each, diagnostics after failures, cleanup), and every case becomes one event named
 //! exactly as the plan names it.
 
+use crate::checks::conversion::ConversionChecks;
 use crate::checks::dataplane::DataplaneChecks;
 use crate::checks::services::ServiceChecks;
 use crate::checks::{CheckKind, Outcome, Target};
@@ -42,15 +43,24 @@ pub async fn run_mode(target: &Target<'_>, cases: &[&PlannedCase], options: &Run
     // data plane and NetworkPolicy), and their cases at once, so that one suite's windows overlap
     // the other's work. A suite is all Service rows or all data-plane rows (the schema goes with it).
     let running: Vec<&PlannedCase> = cases.iter().copied().filter(|c| c.runs()).collect();
+    // The conversion suite goes last: the cluster is another mode after it.
+    let (conversion, running): (Vec<&PlannedCase>, Vec<&PlannedCase>) = running.into_iter().partition(|c| matches!(c.work, Work::Conversion(_)));
     let (services, dataplane): (Vec<&PlannedCase>, Vec<&PlannedCase>) = running.into_iter().partition(|c| matches!(c.work, Work::Service(_)));
-    for phase in [services, dataplane].into_iter().filter(|p| !p.is_empty()) {
+    for phase in [services, dataplane, conversion].into_iter().filter(|p| !p.is_empty()) {
         let started = Instant::now();
-        let finished = if matches!(phase[0].work, Work::Service(_)) {
-            let kind = ServiceChecks { concurrency: options.concurrency, case_timeout: options.case_timeout, judge_as: options.judge_as };
-            run_phase(&kind, target, &phase, emit).await?
-        } else {
-            let kind = DataplaneChecks { after_fixture_hook: options.after_fixture_hook.clone() };
-            run_phase(&kind, target, &phase, emit).await?
+        let finished = match phase[0].work {
+            Work::Service(_) => {
+                let kind = ServiceChecks { concurrency: options.concurrency, case_timeout: options.case_timeout, judge_as: options.judge_as };
+                run_phase(&kind, target, &phase, emit).await?
+            }
+            Work::Conversion(_) => {
+                let kind = ConversionChecks { concurrency: options.concurrency, case_timeout: options.case_timeout };
+                run_phase(&kind, target, &phase, emit).await?
+            }
+            Work::Dataplane { .. } | Work::None => {
+                let kind = DataplaneChecks { after_fixture_hook: options.after_fixture_hook.clone() };
+                run_phase(&kind, target, &phase, emit).await?
+            }
         };
         let suites: Vec<&str> = finished.iter().map(|(suite, _)| suite.as_str()).collect();
         println!("[{mode}] phase {}: {:.1}s", suites.join(", "), started.elapsed().as_secs_f64());

@@ -56,13 +56,13 @@ impl Session {
             Clusters::Kind { .. } => Ok(self
                 .modes
                 .iter()
-                .map(|&mode| Target { mode, nodes: ClusterSpec::new(mode).node_labels() })
+                .map(|&mode| Target { mode, nodes: ClusterSpec::new(mode).node_labels(), created: true })
                 .collect()),
             Clusters::Existing { kubeconfig, context } => {
                 let client = cluster::client_from_kubeconfig(kubeconfig, context.as_deref()).await?;
                 let nodes = Api::<Node>::all(client).list(&ListParams::default()).await?.items;
                 let roles: Vec<bool> = nodes.iter().map(crate::objects::is_control_plane).collect();
-                Ok(self.modes.iter().map(|&mode| Target { mode, nodes: node_labels(&roles) }).collect())
+                Ok(self.modes.iter().map(|&mode| Target { mode, nodes: node_labels(&roles), created: false }).collect())
             }
         }
     }
@@ -168,7 +168,7 @@ impl Session {
         let (cni, images, kube_proxy, load_balancer, network_policy, keep, node_image, ready_timeout) = match &self.clusters {
             Clusters::Existing { kubeconfig, context } => {
                 let client = cluster::client_from_kubeconfig(kubeconfig, context.as_deref()).await?;
-                return run_on(&client, mode, tables, &cases, options, emit).await;
+                return run_on(&client, mode, tables, &cases, options, None, emit).await;
             }
             Clusters::Kind { cni, images, kube_proxy, load_balancer, network_policy, keep, node_image, ready_timeout } => {
                 (cni, images, *kube_proxy, *load_balancer, *network_policy, *keep, node_image.clone(), *ready_timeout)
@@ -179,7 +179,7 @@ impl Session {
         let spec = ClusterSpec { default_cni: *cni == CniInstall::Default, kube_proxy, ..ClusterSpec::new(mode) };
         println!("[{mode}] creating cluster {name} ({} nodes)", spec.node_count());
         // Whatever happens next (failure, or an interrupt dropping this future), the cluster goes away.
-        let guard = ClusterGuard { files: files.clone(), keep };
+        let mut guard = ClusterGuard { files: files.clone(), keep };
         let (cluster, timings) = KindCluster::up(&name, spec.clone(), node_image, ready_timeout).await?;
         println!(
             "[{mode}] phase create: {:.1}s (kind {:.1}s, nodes Ready {:.1}s), cluster {name}, node image {}",
@@ -247,7 +247,11 @@ impl Session {
             }
             emit(event);
         };
-        let outcome = run_on(&cluster.client, mode, tables, &cases, options, &counting).await;
+        let convertible = crate::convert::Convertible { files: &files, load_balancer: load_balancer == LoadBalancer::Metallb };
+        let outcome = run_on(&cluster.client, mode, tables, &cases, options, Some(convertible), &counting).await;
+        // A conversion that failed midway leaves the cluster as it is, for a look (its error says so).
+        let keep = keep || matches!(outcome, Err(Error::Conversion { .. }));
+        guard.keep = keep;
         if failures.load(std::sync::atomic::Ordering::Relaxed) > 0 || outcome.is_err() {
             let dir = crate::machine::logs_dir().join(&name);
             if let Ok(kind) = crate::kind::Kind::locate() {
@@ -341,6 +345,7 @@ async fn run_on(
     tables: &Tables,
     cases: &[&PlannedCase],
     options: &RunOptions,
+    convertible: Option<crate::convert::Convertible<'_>>,
     emit: &(dyn Fn(Event) + Sync),
 ) -> Result<()> {
     let facts = crate::detect::detect(client).await?;
@@ -358,7 +363,7 @@ async fn run_on(
     if !collected.is_empty() {
         println!("[{mode}] collected {} namespaces left by crashed runs: {}", collected.len(), collected.join(", "));
     }
-    runner::run_mode(&ClusterTarget { client, facts: &facts, tables }, cases, options, emit).await
+    runner::run_mode(&ClusterTarget { client, facts: &facts, tables, convertible }, cases, options, emit).await
 }
 
 fn property(mode: Option<Mode>, name: &str, value: &str) -> Property {

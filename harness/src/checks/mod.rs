@@ -2,6 +2,7 @@
 //! Each is one `CheckKind` implementation that the runner drives the same way: prepare once per
 //! mode, run each planned case, collect diagnostics after failures, clean up.
 
+pub mod conversion;
 pub mod dataplane;
 pub mod services;
 
@@ -17,6 +18,8 @@ pub struct Target<'a> {
     pub client: &'a kube::Client,
     pub facts: &'a ClusterFacts,
     pub tables: &'a Tables,
+    /// A KIND cluster the run created, which the conversion suite may reconfigure.
+    pub convertible: Option<crate::convert::Convertible<'a>>,
 }
 
 /// A case's verdict, before the runner names and times it.

@@ -49,9 +49,12 @@ impl Tables {
         names
     }
 
-    /// Keeps only the named suites; an unknown name is an error listing the known ones.
+    /// Keeps only the named suites; an unknown name is an error listing the known ones. None named:
+    /// every suite but the conversion suite, which reconfigures the cluster and so runs only when
+    /// named.
     pub fn retain_suites(&mut self, wanted: &[String]) -> Result<(), String> {
         if wanted.is_empty() {
+            self.services.retain(|s| s.suite != services::CONVERSION_SUITE);
             return Ok(());
         }
         let known = self.suites();

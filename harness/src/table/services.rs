@@ -41,9 +41,24 @@ pub struct Row {
     /// A change applied to the created object; the expectation is then about the change.
     #[serde(default)]
     pub update: Option<Update>,
+    /// Conversion suite only: whether `create` runs before the cluster is converted or after
+    /// (`update`, and the read when there is none, always run after).
+    #[serde(default)]
+    pub created: Option<Spanned<Created>>,
     /// Expected outcome per mode key: a mode name, `single-stack`, `dual-stack` or `all`.
     pub expect: Spanned<BTreeMap<String, Spanned<Expectation>>>,
 }
+
+/// When a conversion row creates its Service, relative to the cluster's conversion.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Created {
+    BeforeConversion,
+    AfterConversion,
+}
+
+/// The suite whose rows straddle a conversion of the cluster (and state `created:`).
+pub const CONVERSION_SUITE: &str = "conversion";
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -139,6 +154,8 @@ pub struct Scenario {
     pub object: serde_json::Value,
     pub dry_run: bool,
     pub update: Option<Update>,
+    /// Conversion rows: when the Service is created.
+    pub created: Option<Created>,
     pub expect: BTreeMap<Mode, Expectation>,
     /// `file:line` of the row, for messages.
     pub origin: String,
@@ -250,7 +267,8 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<Scenario>, LoadError> {
             if key_rank(key) == 2 && !covered.iter().all(|m| modes.contains(m)) {
                 return Err(at(loc.line(), loc.column(), "expect", format!("expectation for mode '{key}', which the row does not claim")));
             }
-            validate_expectation(&expectation.value, row.update.is_some()).map_err(|(field, message)| {
+            let created_before = row.created.as_ref().is_some_and(|c| c.value == Created::BeforeConversion);
+            validate_expectation(&expectation.value, row.update.is_some() || created_before).map_err(|(field, message)| {
                 let path = if field.is_empty() { format!("expect.{key}") } else { format!("expect.{key}.{field}") };
                 at(loc.line(), loc.column(), &path, message)
             })?;
@@ -267,6 +285,14 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<Scenario>, LoadError> {
                 let loc = row.expect.referenced;
                 return Err(at(loc.line(), loc.column(), "expect", format!("no expectation for mode '{mode}', which the row claims")));
             }
+        }
+        match (&row.created, suite == CONVERSION_SUITE) {
+            (None, true) => return Err(here("created", "a conversion row says when its Service is created: before-conversion or after-conversion".into())),
+            (Some(created), false) => {
+                let loc = created.referenced;
+                return Err(at(loc.line(), loc.column(), "created", format!("only rows of suite '{CONVERSION_SUITE}' straddle a conversion")));
+            }
+            _ => {}
         }
         let mut object = file.base.clone().unwrap_or_else(|| serde_json::json!({}));
         merge(&mut object, &row.create);
@@ -289,6 +315,7 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<Scenario>, LoadError> {
             object,
             dry_run: row.dry_run,
             update: row.update,
+            created: row.created.map(|c| c.value),
             expect,
             origin: format!("{name}:{}", id_loc.line()),
             position: (id_loc.line(), id_loc.column()),
@@ -303,7 +330,9 @@ pub fn parse_file(name: &str, text: &str) -> Result<Vec<Scenario>, LoadError> {
     Ok(scenarios)
 }
 
-fn validate_expectation(e: &Expectation, has_update: bool) -> Result<(), (String, String)> {
+/// `has_before`: the row has a state before the step under test (an update, or a conversion after
+/// its Service was created), so `kept` means something.
+fn validate_expectation(e: &Expectation, has_before: bool) -> Result<(), (String, String)> {
     let accepted_fields = e.policy.is_some() || e.families.is_some() || e.cluster_ips.is_some() || !e.unset.is_empty() || e.node_ports.is_some();
     if e.rejected.is_some() && accepted_fields {
         return Err(("rejected".into(), "a rejection cannot also expect policy, families, clusterIPs, unset or nodePorts".into()));
@@ -324,10 +353,10 @@ fn validate_expectation(e: &Expectation, has_update: bool) -> Result<(), (String
     for ip in e.cluster_ips.iter().flatten() {
         let valid = FAMILY_SYMBOLS.contains(&ip.as_str())
             || ip == "None"
-            || (ip == "kept" && has_update)
+            || (ip == "kept" && has_before)
             || matches!(parse_placeholder(ip), Some(Ok(_)));
         if !valid {
-            return Err(("clusterIPs".into(), format!("'{ip}' is not a family symbol, None, kept (updates only) or a placeholder")));
+            return Err(("clusterIPs".into(), format!("'{ip}' is not a family symbol, None, kept (updates and rows created before a conversion only) or a placeholder")));
         }
     }
     for field in &e.unset {

@@ -165,43 +165,90 @@ pub async fn execute(
     book: &Placeholders,
     retries: &crate::retry::Retries,
 ) -> Result<(Answer, Option<Value>)> {
-    let resource = ApiResource::erase::<k8s_openapi::api::core::v1::Service>(&());
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-    let name = scenario.id.to_lowercase();
-    let mut body = substitute(&scenario.object, book);
-    merge(
-        &mut body,
-        &serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace}}),
-    );
-    let object: DynamicObject =
-        serde_json::from_value(body.clone()).map_err(|e| Error::Usage(format!("{}: object: {e}", scenario.origin)))?;
-    let params = PostParams { dry_run: scenario.dry_run, ..Default::default() };
-    let created = retries.call("create", || api.create(&params, &object)).await;
+    let created = create(client, namespace, scenario, book, retries).await?;
     let Some(update) = &scenario.update else {
         return Ok((answer_of(created)?, None));
     };
-    let created = match created {
-        Ok(obj) => obj,
-        Err(kube::Error::Api(status)) => {
-            return Err(Error::Usage(format!(
-                "{}: the starting object was rejected, so the update could not be tried: {}",
-                scenario.origin, status.message
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let created = started_from(created, scenario)?;
     let before = created.data.get("spec").cloned();
+    Ok((apply_update(client, namespace, scenario, update, &created, book, retries).await?, before))
+}
+
+/// Creates the scenario's Service (its `create` merged over the base, placeholders resolved) in
+/// `namespace`: the server's answer, a rejection included.
+pub async fn create(
+    client: &Client,
+    namespace: &str,
+    scenario: &Scenario,
+    book: &Placeholders,
+    retries: &crate::retry::Retries,
+) -> Result<std::result::Result<DynamicObject, kube::Error>> {
+    let object: DynamicObject = serde_json::from_value(submitted(scenario, namespace, book))
+        .map_err(|e| Error::Usage(format!("{}: object: {e}", scenario.origin)))?;
+    let params = PostParams { dry_run: scenario.dry_run, ..Default::default() };
+    let api = services(client, namespace);
+    Ok(retries.call("create", || api.create(&params, &object)).await)
+}
+
+/// The object a row submits: its `create` over the base, named after the row, placeholders resolved.
+fn submitted(scenario: &Scenario, namespace: &str, book: &Placeholders) -> Value {
+    let mut body = substitute(&scenario.object, book);
+    merge(
+        &mut body,
+        &serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": scenario.id.to_lowercase(), "namespace": namespace}}),
+    );
+    body
+}
+
+fn services(client: &Client, namespace: &str) -> Api<DynamicObject> {
+    let resource = ApiResource::erase::<k8s_openapi::api::core::v1::Service>(&());
+    Api::namespaced_with(client.clone(), namespace, &resource)
+}
+
+/// The created object an update starts from; a rejected start is the row's mistake.
+pub fn started_from(created: std::result::Result<DynamicObject, kube::Error>, scenario: &Scenario) -> Result<DynamicObject> {
+    match created {
+        Ok(obj) => Ok(obj),
+        Err(kube::Error::Api(status)) => Err(Error::Usage(format!(
+            "{}: the starting object was rejected, so the update could not be tried: {}",
+            scenario.origin, status.message
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The Service of the scenario as the server now has it, as an answer.
+pub async fn read(client: &Client, namespace: &str, scenario: &Scenario, retries: &crate::retry::Retries) -> Result<Answer> {
+    Ok(Answer::Accepted { spec: current(client, namespace, scenario, retries).await?.data.get("spec").cloned().unwrap_or(Value::Null) })
+}
+
+/// The Service of the scenario as the server now has it.
+pub async fn current(client: &Client, namespace: &str, scenario: &Scenario, retries: &crate::retry::Retries) -> Result<DynamicObject> {
+    let name = scenario.id.to_lowercase();
+    let api = services(client, namespace);
+    Ok(retries.call("get", || api.get(&name)).await?)
+}
+
+/// Applies the row's `update` to `current` (the object as read): PUT or PATCH; the server's answer.
+pub async fn apply_update(
+    client: &Client,
+    namespace: &str,
+    scenario: &Scenario,
+    update: &Update,
+    current: &DynamicObject,
+    book: &Placeholders,
+    retries: &crate::retry::Retries,
+) -> Result<Answer> {
+    let api = services(client, namespace);
+    let name = scenario.id.to_lowercase();
     let result = match update.method {
         UpdateMethod::Put => {
             let mut object = if update.from_original {
-                let mut original = body.clone();
-                merge(
-                    &mut original,
-                    &serde_json::json!({"metadata": {"resourceVersion": created.metadata.resource_version}}),
-                );
+                let mut original = submitted(scenario, namespace, book);
+                merge(&mut original, &serde_json::json!({"metadata": {"resourceVersion": current.metadata.resource_version}}));
                 original
             } else {
-                serde_json::to_value(&created).map_err(|e| Error::Usage(e.to_string()))?
+                serde_json::to_value(current).map_err(|e| Error::Usage(e.to_string()))?
             };
             apply_changes(&mut object, update, book);
             let object: DynamicObject = serde_json::from_value(object).map_err(|e| Error::Usage(e.to_string()))?;
@@ -215,10 +262,11 @@ pub async fn execute(
             retries.call("patch", || api.patch(&name, &params, &patch)).await
         }
     };
-    Ok((answer_of(result)?, before))
+    answer_of(result)
 }
 
-fn answer_of(result: std::result::Result<DynamicObject, kube::Error>) -> Result<Answer> {
+/// The server's answer to a create, a read or an update: a 4xx is a verdict, anything else an error.
+pub fn answer_of(result: std::result::Result<DynamicObject, kube::Error>) -> Result<Answer> {
     match result {
         Ok(obj) => Ok(Answer::Accepted { spec: obj.data.get("spec").cloned().unwrap_or(Value::Null) }),
         Err(kube::Error::Api(status)) if status.code >= 400 && status.code < 500 && status.code != 429 && status.code != 409 => {

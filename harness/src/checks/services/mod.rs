@@ -1,7 +1,7 @@
 //! The Service check kind: each row creates (and maybe updates) a Service in its own labelled
 //! namespace and judges the API server's answer against the row's expectation for the mode.
 
-mod execute;
+pub(crate) mod execute;
 mod judge;
 
 pub use execute::{Answer, Placeholders};
