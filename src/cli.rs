@@ -177,7 +177,8 @@ pub struct RunArgs {
     /// Test-only: judge with the expectations of this mode (proves verdicts follow the tables).
     #[arg(long, hide = true)]
     pub judge_as: Option<String>,
-    /// Test-only: a shell command run once the data-plane fixture is ready (fault injection).
+    /// Test-only: a shell command run once a phase's own objects exist (fault injection): the
+    /// data-plane fixture, ready; the conversion suite's, before it converts.
     #[arg(long, hide = true)]
     pub after_fixture_hook: Option<String>,
 }

@@ -675,3 +675,72 @@ fn deleting_a_cluster_that_does_not_exist_is_bad_input() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).starts_with(&format!("error: no cluster named {name} on this machine")), "{}", stderr(&out));
 }
+
+/// The conversion suite in every mode, on clusters the run creates and keeps: every planned case
+/// passes (upgrades ipv4 -> dual and ipv6 -> dual-ipv6-primary, downgrades back), each cluster then
+/// checks out as its new mode, a conversion that would change the primary family is refused, and
+/// one that fails midway (a node container paused) keeps the cluster and names the step.
+#[test]
+#[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
+fn conversions_pass_every_row_and_a_failed_one_keeps_the_cluster() {
+    use std::io::BufRead;
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let reports = std::env::temp_dir().join(format!("dualstack-conversion-{:x}", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dualstack"))
+        .args(["run", "--mode", "all", "--suite", "conversion", "--keep", "--report-dir", &reports.to_string_lossy()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn: {e}"));
+    let stdout_pipe = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let output: Vec<String> = std::io::BufReader::new(stdout_pipe).lines().map(|l| l.unwrap_or_default()).collect();
+    let status = child.wait().unwrap_or_else(|e| panic!("wait: {e}"));
+    let output = output.join("\n");
+    eprintln!("{output}");
+    // Each mode's cluster, by the mode it was created in.
+    let clusters: std::collections::BTreeMap<String, String> = output
+        .lines()
+        .filter_map(|l| {
+            let (mode, rest) = l.strip_prefix('[')?.split_once("] creating cluster ")?;
+            Some((mode.to_string(), rest.split(' ').next()?.to_string()))
+        })
+        .collect();
+    assert_eq!(clusters.len(), 4, "four clusters created:\n{output}");
+    assert_eq!(status.code(), Some(0), "the conversion suite failed:\n{output}");
+    let plan = listed(&["--suite", "conversion"]);
+    assert_reports_the_plan(&plan, &reports, false);
+    let got = reported(&reports);
+    let passed: Vec<_> = got.iter().filter(|(_, (status, _))| status == "passed").map(|(key, _)| key.clone()).collect();
+    let to_run: Vec<_> = plan.iter().filter(|(_, reason)| reason.is_none()).map(|(key, _)| key.clone()).collect();
+    assert_eq!(passed, to_run, "every planned conversion case passes");
+    // 13 cases per upgrade (9 Service rows, 4 workload checks), 12 per downgrade (8 and 4).
+    assert_eq!(to_run.len(), 50);
+    for mode in Mode::ALL {
+        let to = harness::convert::Conversion::of(mode).to;
+        let kubeconfig = cluster_files(&clusters[mode.name()]).kubeconfig;
+        let check = dualstack(&["cluster", "check", "--mode", to.name(), "--kubeconfig", &kubeconfig.to_string_lossy()]);
+        assert_eq!(check.status.code(), Some(0), "{mode} converted to {to} does not check out as {to}");
+    }
+
+    // The dual cluster is ipv4 now: dual-ipv6-primary would change its primary family.
+    let name = &clusters["dual"];
+    let refused = dualstack(&["cluster", "convert", "--name", name, "--to", "dual-ipv6-primary"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("ipv4 -> dual-ipv6-primary would change the primary family from IPv4 to IPv6"), "{}", stderr(&refused));
+    // Converting it back to dual with its last node paused: the control-plane and the first worker
+    // are converted, the second fails; the cluster is kept and the error names the step.
+    let worker2 = format!("{name}-worker2");
+    assert!(Command::new("docker").args(["pause", &worker2]).status().is_ok_and(|s| s.success()));
+    let failed = dualstack(&["cluster", "convert", "--name", name, "--to", "dual"]);
+    assert!(Command::new("docker").args(["unpause", &worker2]).status().is_ok_and(|s| s.success()));
+    assert_eq!(failed.status.code(), Some(3), "{}", stderr(&failed));
+    let err = stderr(&failed);
+    assert!(err.contains(&format!("converting cluster {name} (ipv4 -> dual) failed at node {worker2}: ")), "{err}");
+    assert!(err.contains(&format!("the cluster is kept as it is (KUBECONFIG={})", cluster_files(name).kubeconfig.display())), "{err}");
+    assert!(!docker_leftovers(&worker2).is_empty(), "the cluster was not kept");
+
+    for name in clusters.values() {
+        assert_eq!(dualstack(&["cluster", "down", "--name", name]).status.code(), Some(0));
+        assert_eq!(docker_leftovers(name), Vec::<String>::new());
+    }
+    let _ = std::fs::remove_dir_all(&reports);
+}

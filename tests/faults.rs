@@ -297,3 +297,65 @@ fn each_fault_fails_exactly_its_checks_every_time() {
     eprintln!("{report}");
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConversionFaults {
+    faults: Vec<ConversionFault>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConversionFault {
+    name: String,
+    /// The mode of the cluster before its conversion; one fault per mode.
+    mode: String,
+    #[allow(dead_code)] // read by people: what breaks, and why exactly `fails` fails
+    description: String,
+    #[serde(rename = "before-conversion")]
+    before_conversion: String,
+    fails: Vec<String>,
+}
+
+/// The conversion suite's checks are only as good as their verdicts too: each fault of
+/// fixtures/faults/conversion.yaml, injected before its mode's cluster is converted, fails exactly
+/// its listed cases, and every other planned case passes. One run converts a cluster per fault.
+#[test]
+#[ignore = "needs a prepared machine (dualstack prepare); run with --include-ignored"]
+fn each_conversion_fault_fails_exactly_its_checks() {
+    let table = std::fs::read_to_string(root().join("fixtures/faults/conversion.yaml")).unwrap();
+    let faults: ConversionFaults = serde_saphyr::from_str(&table).unwrap_or_else(|e| panic!("fixtures/faults/conversion.yaml: {e}"));
+    let modes: BTreeSet<&str> = faults.faults.iter().map(|f| f.mode.as_str()).collect();
+    assert_eq!(modes.len(), faults.faults.len(), "one conversion fault per mode");
+    // One hook for the run: each mode's cluster gets its own fault.
+    let arms: Vec<String> = faults.faults.iter().map(|f| format!("{})\n{}\n;;", f.mode, f.before_conversion)).collect();
+    let hook = format!("CLUSTER=$DUALSTACK_CLUSTER\ncase \"$DUALSTACK_MODE\" in\n{}\nesac", arms.join("\n"));
+    let reports = std::env::temp_dir().join(format!("dualstack-conversion-faults-{:x}", std::process::id()));
+    let dir = reports.to_string_lossy().into_owned();
+    let mut args = vec!["run", "--suite", "conversion", "--report-dir", &dir, "--after-fixture-hook", &hook];
+    for mode in &modes {
+        args.extend(["--mode", mode]);
+    }
+    let started = Instant::now();
+    let out = dualstack(&args, &[("KUBECTL", &kubectl())]);
+    eprintln!("conversion faults {modes:?}: {:.0}s", started.elapsed().as_secs_f64());
+    assert_eq!(out.status.code(), Some(1), "conformance failures expected:\n{}", text(&out));
+    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(reports.join("results.json")).unwrap()).unwrap();
+    for fault in &faults.faults {
+        let of = |status: &str| -> BTreeSet<String> {
+            results["cases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["mode"] == fault.mode.as_str() && c["status"] == status)
+                .filter_map(|c| c["id"].as_str().map(str::to_string))
+                .collect()
+        };
+        let failing: BTreeSet<String> = fault.fails.iter().cloned().collect();
+        assert_eq!(of("failed"), failing, "{}: the failing set", fault.name);
+        assert_eq!(of("error"), BTreeSet::new(), "{}: errors", fault.name);
+        let planned = planned_cases(&fault.mode, "conversion");
+        assert_everything_else_passed(&planned, &failing, &of("passed"), &BTreeSet::new()).unwrap_or_else(|e| panic!("{}: {e}", fault.name));
+    }
+    let _ = std::fs::remove_dir_all(&reports);
+}

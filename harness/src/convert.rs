@@ -128,7 +128,6 @@ pub async fn convert(client: &Client, files: &ClusterFiles, conversion: Conversi
     })?;
     let step = |name: &str| Step { cluster: files.name.clone(), conversion, name: name.to_string(), node: control_plane.clone(), kubeconfig: files.kubeconfig.display().to_string() };
     let mut timings = Timings::default();
-    timed(&mut timings, step("sysctls"), enable_forwarding(&nodes)).await?;
     let ranges = Ranges::of(conversion);
     // Upgrade: the API server first (Services may then ask for the new family), then the
     // controller-manager, then the nodes. Downgrade: the nodes first, since a controller-manager
@@ -248,14 +247,6 @@ async fn node_exec(node: &str, script: &str) -> std::result::Result<String, Stri
     }
 }
 
-/// Forwarding of both families on every node (kind enables IPv6 and its forwarding only in the
-/// node containers of IPv6 and dual clusters).
-async fn enable_forwarding(nodes: &[String]) -> std::result::Result<(), String> {
-    for node in nodes {
-        node_exec(node, "sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 net.ipv6.conf.all.forwarding=1 net.ipv4.ip_forward=1").await?;
-    }
-    Ok(())
-}
 
 /// Rewrites `--FLAG=...` in a static pod manifest; an error when the manifest lacks the flag.
 pub fn set_flag(manifest: &str, flag: &str, value: &str) -> std::result::Result<String, String> {
@@ -331,9 +322,25 @@ async fn reconfigure_controller_manager(client: &Client, node: &str, ranges: &Ra
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "kube-system");
     let holder = |lease: k8s_openapi::api::coordination::v1::Lease| lease.spec.and_then(|s| s.holder_identity).unwrap_or_default();
     let before = leases.get("kube-controller-manager").await.map(holder).map_err(|e| e.to_string())?;
+    let running = "crictl ps --name '^kube-controller-manager$' -q";
+    let old = node_exec(node, running).await?;
     edit_manifest(node, "kube-controller-manager", &[("cluster-cidr", &ranges.pods), ("service-cluster-ip-range", &ranges.services)]).await?;
+    // The old process does not give up its lease when stopped; once it is gone, the lease is
+    // deleted so that the new one leads at once instead of after the lease's 15 s.
+    poll("the old kube-controller-manager to stop", STEP_TIMEOUT, POLL_INTERVAL, || async {
+        let now = node_exec(node, running).await.unwrap_or_default();
+        Ok(if old.lines().all(|id| !now.contains(id)) { Ok(()) } else { Err(format!("still running: {}", old.trim())) })
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    match leases.delete("kube-controller-manager", &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(e) => return Err(format!("deleting the stopped kube-controller-manager's lease: {e}")),
+    }
     poll("the restarted kube-controller-manager to take its lease", STEP_TIMEOUT, POLL_INTERVAL, || async {
-        let now = holder(leases.get("kube-controller-manager").await?);
+        let Some(lease) = leases.get_opt("kube-controller-manager").await? else { return Ok(Err("no lease yet".to_string())) };
+        let now = holder(lease);
         Ok(if now != before && !now.is_empty() { Ok(()) } else { Err(format!("lease held by {now}")) })
     })
     .await
@@ -420,11 +427,14 @@ pub fn with_cluster_dns(config: &str, dns: &[std::net::IpAddr]) -> std::result::
     if found { Ok(out.join("\n") + "\n") } else { Err("no clusterDNS in the kubelet configuration".to_string()) }
 }
 
-/// One node: the kubelet's node IPs and cluster DNS for the new mode, the Node object recreated
+/// One node: forwarding of both families, the kubelet's node IPs and cluster DNS for the new mode, the Node object recreated
 /// with the new podCIDRs, the kubelet restarted; done when the node is Ready with an InternalIP
 /// and a podCIDR of each family of the new mode.
 async fn recreate_node(client: &Client, node: &str, conversion: Conversion) -> std::result::Result<(), String> {
     let nodes: Api<Node> = Api::all(client.clone());
+    // Forwarding of both families (kind enables IPv6 and its forwarding only in the node
+    // containers of IPv6 and dual clusters).
+    node_exec(node, "sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 net.ipv6.conf.all.forwarding=1 net.ipv4.ip_forward=1").await?;
     let addresses = node_exec(node, "ip -o addr show dev eth0 scope global").await?;
     let ips: Vec<String> = conversion
         .to
@@ -463,8 +473,7 @@ async fn recreate_node(client: &Client, node: &str, conversion: Conversion) -> s
     let want_families = conversion.to.families();
     poll(&format!("node {node} Ready with InternalIPs {ips:?} and podCIDRs {cidrs:?}"), STEP_TIMEOUT, POLL_INTERVAL, || async {
         let got = nodes.get(node).await?;
-        let internal: Vec<String> =
-            got.status.as_ref().and_then(|s| s.addresses.clone()).unwrap_or_default().into_iter().filter(|a| a.type_ == "InternalIP").map(|a| a.address).collect();
+        let internal = crate::objects::internal_ips(&got);
         let families: Vec<IpFamily> = internal.iter().filter_map(|ip| IpFamily::of_text(ip)).collect();
         let ready = got.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
         Ok(if ready && families == want_families { Ok(()) } else { Err(format!("Ready {ready}, InternalIPs {internal:?}")) })
@@ -474,7 +483,7 @@ async fn recreate_node(client: &Client, node: &str, conversion: Conversion) -> s
 }
 
 /// kube-proxy's `clusterCIDR` set to the new pod ranges, its pods restarted; done when every one
-/// of them is the new revision and Ready.
+/// of them is new and Ready.
 async fn reconfigure_kube_proxy(client: &Client, ranges: &Ranges) -> std::result::Result<(), String> {
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
     let Some(map) = config_maps.get_opt("kube-proxy").await.map_err(|e| e.to_string())? else {
@@ -491,49 +500,56 @@ async fn reconfigure_kube_proxy(client: &Client, ranges: &Ranges) -> std::result
         .collect();
     let patch = serde_json::json!({"data": {"config.conf": edited.join("\n") + "\n"}});
     config_maps.patch("kube-proxy", &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|e| e.to_string())?;
-    restart_and_wait(client, "daemonset", "kube-proxy").await
+    restart_daemon_set(client, "kube-proxy").await
 }
 
-/// A rollout restart of a kube-system DaemonSet or Deployment, waited for.
-async fn restart_and_wait(client: &Client, kind: &str, name: &str) -> std::result::Result<(), String> {
-    let stamp = restart_stamp();
-    let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {"dualstack.io/converted-at": stamp}}}}});
-    let params = PatchParams::default();
-    match kind {
-        "daemonset" => {
-            let api: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), "kube-system");
-            let generation = api.patch(name, &params, &Patch::Merge(&patch)).await.map_err(|e| e.to_string())?.metadata.generation;
-            poll(&format!("DaemonSet {name} to roll out"), STEP_TIMEOUT, POLL_INTERVAL, || async {
-                let ds = api.get(name).await?;
-                let status = ds.status.unwrap_or_default();
-                let done = status.observed_generation >= generation
-                    && status.updated_number_scheduled == Some(status.desired_number_scheduled)
-                    && status.number_available == Some(status.desired_number_scheduled);
-                Ok(if done { Ok(()) } else { Err(format!("{} of {} updated, {} available", status.updated_number_scheduled.unwrap_or(0), status.desired_number_scheduled, status.number_available.unwrap_or(0))) })
-            })
-            .await
-        }
-        _ => {
-            let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), "kube-system");
-            let deployment = api.patch(name, &params, &Patch::Merge(&patch)).await.map_err(|e| e.to_string())?;
-            let (generation, replicas) = (deployment.metadata.generation, deployment.spec.and_then(|s| s.replicas).unwrap_or(1));
-            poll(&format!("Deployment {name} to roll out"), STEP_TIMEOUT, POLL_INTERVAL, || async {
-                let status = api.get(name).await?.status.unwrap_or_default();
-                let done = status.observed_generation >= generation
-                    && status.updated_replicas == Some(replicas)
-                    && status.replicas == Some(replicas)
-                    && status.available_replicas == Some(replicas);
-                Ok(if done { Ok(()) } else { Err(format!("{} of {replicas} updated, {} available", status.updated_replicas.unwrap_or(0), status.available_replicas.unwrap_or(0))) })
-            })
-            .await
-        }
-    }
+/// Every pod of a kube-system DaemonSet restarted at once (a rolling update would restart them
+/// one by one, each waiting for the last); done when as many new pods as the DaemonSet wants are
+/// Ready. The rules kube-proxy wrote stay in place meanwhile.
+async fn restart_daemon_set(client: &Client, name: &str) -> std::result::Result<(), String> {
+    let daemon_sets: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), "kube-system");
+    let selector = daemon_sets.get(name).await.map_err(|e| e.to_string())?.spec.and_then(|s| s.selector.match_labels).unwrap_or_default();
+    let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let params = ListParams::default().labels(&labels.join(","));
+    let old: Vec<String> = pods.list(&params).await.map_err(|e| e.to_string())?.items.into_iter().filter_map(|p| p.metadata.uid).collect();
+    // One second's grace: kube-proxy does not hurry on SIGTERM, and its rules outlive it anyway.
+    let delete = DeleteParams { grace_period_seconds: Some(1), ..DeleteParams::default() };
+    pods.delete_collection(&delete, &params).await.map_err(|e| e.to_string())?;
+    poll(&format!("DaemonSet {name}'s pods to be replaced and Ready"), STEP_TIMEOUT, POLL_INTERVAL, || async {
+        let wanted = daemon_sets.get(name).await?.status.map_or(0, |s| s.desired_number_scheduled);
+        let listed = pods.list(&params).await?.items;
+        let new: Vec<_> = listed.iter().filter(|p| p.metadata.uid.as_ref().is_some_and(|uid| !old.contains(uid))).collect();
+        let ready = new.iter().filter(|p| crate::objects::pod_ready(p)).count();
+        let stale = listed.len() - new.len();
+        Ok(if ready == usize::try_from(wanted).unwrap_or(0) && stale == 0 {
+            Ok(())
+        } else {
+            Err(format!("{ready} of {wanted} new pods Ready, {stale} old ones left"))
+        })
+    })
+    .await
     .map_err(|e| e.to_string())
 }
 
-/// Seconds since the epoch, as the restart stamp (any new value restarts the pods).
-fn restart_stamp() -> String {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs().to_string()).unwrap_or_default()
+/// A rollout restart of a kube-system Deployment (its replicas replaced one by one, so the Service
+/// keeps answering), waited for.
+async fn restart_deployment(client: &Client, name: &str) -> std::result::Result<(), String> {
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), "kube-system");
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs().to_string()).unwrap_or_default();
+    let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {"dualstack.io/converted-at": stamp}}}}});
+    let deployment = api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|e| e.to_string())?;
+    let (generation, replicas) = (deployment.metadata.generation, deployment.spec.and_then(|s| s.replicas).unwrap_or(1));
+    poll(&format!("Deployment {name} to roll out"), STEP_TIMEOUT, POLL_INTERVAL, || async {
+        let status = api.get(name).await?.status.unwrap_or_default();
+        let done = status.observed_generation >= generation
+            && status.updated_replicas == Some(replicas)
+            && status.replicas == Some(replicas)
+            && status.available_replicas == Some(replicas);
+        Ok(if done { Ok(()) } else { Err(format!("{} of {replicas} updated, {} available", status.updated_replicas.unwrap_or(0), status.available_replicas.unwrap_or(0))) })
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// kube-dns with an address of each family of the new mode (the kubelets name both), CoreDNS
@@ -547,7 +563,7 @@ async fn reconfigure_cluster_dns(client: &Client, to: Mode) -> std::result::Resu
         let patch = serde_json::json!({"spec": {"ipFamilyPolicy": "SingleStack"}});
         services.patch("kube-dns", &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|e| e.to_string())?;
     }
-    restart_and_wait(client, "deployment", "coredns").await?;
+    restart_deployment(client, "coredns").await?;
     crate::cluster::wait_cluster_dns(client, STEP_TIMEOUT).await.map_err(|e| e.to_string())
 }
 

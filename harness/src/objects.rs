@@ -4,12 +4,12 @@ use crate::mode::{IpFamily, Mode};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use std::net::IpAddr;
 
-/// A node's InternalIPs, in the order the node reports them.
 /// Whether kubeadm labelled the node a control-plane node.
 pub fn is_control_plane(node: &Node) -> bool {
     node.metadata.labels.as_ref().is_some_and(|l| l.contains_key("node-role.kubernetes.io/control-plane"))
 }
 
+/// A node's InternalIPs, in the order the node reports them.
 pub fn internal_ips(node: &Node) -> Vec<String> {
     node.status
         .as_ref()
@@ -21,6 +21,11 @@ pub fn internal_ips(node: &Node) -> Vec<String> {
 /// A pod's `status.podIPs`, in order.
 pub fn pod_ips(pod: &Pod) -> Vec<String> {
     pod.status.as_ref().and_then(|s| s.pod_ips.as_ref()).map(|ips| ips.iter().map(|i| i.ip.clone()).collect()).unwrap_or_default()
+}
+
+/// Whether the pod's Ready condition is True.
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The first address of `family` among `values`.

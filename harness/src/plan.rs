@@ -17,6 +17,8 @@ pub enum Work {
     Service(usize),
     /// `tables.services[index]`, a conversion row: its Service straddles the cluster's conversion.
     Conversion(usize),
+    /// `tables.conversion[index]`: a workload check across the cluster's conversion.
+    ConversionCheck(usize),
     /// `tables.dataplane[row]`, one action of it.
     Dataplane { row: usize, action: Action },
     /// Nothing: the case is skipped before it starts (the whole row does not apply).
@@ -141,6 +143,26 @@ impl Plan {
                     title: s.title.clone(),
                     mode,
                     work: if s.created.is_some() { Work::Conversion(index) } else { Work::Service(index) },
+                    disposition,
+                });
+            }
+            for (index, row) in tables.conversion.iter().enumerate().filter(|(_, r)| selection.in_shard(&r.suite, &r.id)) {
+                let disposition = if !row.modes.contains(&mode) {
+                    Disposition::Skip(not_claimed(&row.modes))
+                } else if let Some(reason) = selection.excludes(&row.suite, &row.id) {
+                    Disposition::Skip(reason)
+                } else if !target.created {
+                    Disposition::Skip(NOT_CONVERTIBLE.to_string())
+                } else {
+                    Disposition::Run
+                };
+                cases.push(PlannedCase {
+                    suite: row.suite.clone(),
+                    group: row.group.clone(),
+                    id: row.id.clone(),
+                    title: row.title.clone(),
+                    mode,
+                    work: Work::ConversionCheck(index),
                     disposition,
                 });
             }

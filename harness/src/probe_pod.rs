@@ -130,12 +130,7 @@ pub async fn wait_pods_ready(pods: &Api<Pod>, names: &[&str], timeout: Duration)
         let mut waiting = Vec::new();
         for name in names {
             let pod = pods.get(name).await?;
-            let is_ready = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            if is_ready {
+            if crate::objects::pod_ready(&pod) {
                 ready.push(pod);
             } else {
                 waiting.push(format!("{name}: {}", pod_state(&pod)));

@@ -22,7 +22,8 @@ pub struct RunOptions {
     pub case_timeout: Duration,
     /// Test-only: judge Service rows against the expectations of this mode (see `ServiceChecks`).
     pub judge_as: Option<Mode>,
-    /// Test-only: a shell command run once the data-plane fixture is ready (fault injection).
+    /// Test-only: a shell command run once a phase's own objects exist, before its cases (fault
+    /// injection): the data-plane fixture, ready; the conversion suite's, made, before it converts.
     pub after_fixture_hook: Option<String>,
 }
 
@@ -44,7 +45,7 @@ pub async fn run_mode(target: &Target<'_>, cases: &[&PlannedCase], options: &Run
     // the other's work. A suite is all Service rows or all data-plane rows (the schema goes with it).
     let running: Vec<&PlannedCase> = cases.iter().copied().filter(|c| c.runs()).collect();
     // The conversion suite goes last: the cluster is another mode after it.
-    let (conversion, running): (Vec<&PlannedCase>, Vec<&PlannedCase>) = running.into_iter().partition(|c| matches!(c.work, Work::Conversion(_)));
+    let (conversion, running): (Vec<&PlannedCase>, Vec<&PlannedCase>) = running.into_iter().partition(|c| matches!(c.work, Work::Conversion(_) | Work::ConversionCheck(_)));
     let (services, dataplane): (Vec<&PlannedCase>, Vec<&PlannedCase>) = running.into_iter().partition(|c| matches!(c.work, Work::Service(_)));
     for phase in [services, dataplane, conversion].into_iter().filter(|p| !p.is_empty()) {
         let started = Instant::now();
@@ -53,8 +54,8 @@ pub async fn run_mode(target: &Target<'_>, cases: &[&PlannedCase], options: &Run
                 let kind = ServiceChecks { concurrency: options.concurrency, case_timeout: options.case_timeout, judge_as: options.judge_as };
                 run_phase(&kind, target, &phase, emit).await?
             }
-            Work::Conversion(_) => {
-                let kind = ConversionChecks { concurrency: options.concurrency, case_timeout: options.case_timeout };
+            Work::Conversion(_) | Work::ConversionCheck(_) => {
+                let kind = ConversionChecks { concurrency: options.concurrency, case_timeout: options.case_timeout, before_conversion_hook: options.after_fixture_hook.clone() };
                 run_phase(&kind, target, &phase, emit).await?
             }
             Work::Dataplane { .. } | Work::None => {

@@ -304,6 +304,7 @@ fn phase_of(error: &Error) -> &'static str {
         Error::CniInstall { .. } => "cni",
         Error::LoadBalancerInstall { .. } => "load-balancer",
         Error::NetworkPolicyInstall { .. } => "network-policy",
+        Error::Conversion { .. } => "conversion",
         _ => "setup",
     }
 }

@@ -4,6 +4,7 @@
 //! suites/README.md.
 
 pub mod connect;
+pub mod conversion;
 pub mod dataplane;
 pub mod selection;
 pub mod services;
@@ -35,13 +36,16 @@ pub struct LoadError {
 pub struct Tables {
     pub services: Vec<Scenario>,
     pub dataplane: Vec<DataplaneRow>,
+    /// The conversion suite's workload checks (its Service rows are in `services`).
+    pub conversion: Vec<conversion::ConversionRow>,
 }
 
 impl Tables {
     /// The suite names, in load order, each once.
     pub fn suites(&self) -> Vec<&str> {
         let mut names: Vec<&str> = Vec::new();
-        for suite in self.services.iter().map(|s| s.suite.as_str()).chain(self.dataplane.iter().map(|r| r.suite.as_str())) {
+        let suites = self.services.iter().map(|s| s.suite.as_str()).chain(self.dataplane.iter().map(|r| r.suite.as_str()));
+        for suite in suites.chain(self.conversion.iter().map(|r| r.suite.as_str())) {
             if !names.contains(&suite) {
                 names.push(suite);
             }
@@ -55,6 +59,7 @@ impl Tables {
     pub fn retain_suites(&mut self, wanted: &[String]) -> Result<(), String> {
         if wanted.is_empty() {
             self.services.retain(|s| s.suite != services::CONVERSION_SUITE);
+            self.conversion.clear();
             return Ok(());
         }
         let known = self.suites();
@@ -63,6 +68,7 @@ impl Tables {
         }
         self.services.retain(|s| wanted.contains(&s.suite));
         self.dataplane.retain(|r| wanted.contains(&r.suite));
+        self.conversion.retain(|r| wanted.contains(&r.suite));
         Ok(())
     }
 }
@@ -76,6 +82,9 @@ pub const DATAPLANE_SUITES: [&str; 2] = ["dataplane", "network-policy"];
 #[derive(Deserialize)]
 struct Header {
     suite: String,
+    /// A conversion file's workload checks (its Service rows are `scenarios:`).
+    #[serde(default)]
+    checks: Option<serde::de::IgnoredAny>,
 }
 
 /// Loads every `*.yaml` under `dirs`, directory by directory in the given order (files sorted within
@@ -114,7 +123,14 @@ pub fn load_dirs(dirs: &[PathBuf]) -> Result<Tables, LoadError> {
             field: "id".into(),
             message: format!("duplicate id '{id}' in suite '{suite}' (defined in another file)"),
         };
-        if DATAPLANE_SUITES.contains(&header.suite.as_str()) {
+        if header.suite == services::CONVERSION_SUITE && header.checks.is_some() {
+            for row in conversion::parse_file(&name, &text)? {
+                if !ids.insert((row.suite.clone(), row.id.clone())) {
+                    return Err(duplicate(&row.suite, &row.id, row.position));
+                }
+                tables.conversion.push(row);
+            }
+        } else if DATAPLANE_SUITES.contains(&header.suite.as_str()) {
             for row in dataplane::parse_file(&name, &text)? {
                 if !ids.insert((row.suite.clone(), row.id.clone())) {
                     return Err(duplicate(&row.suite, &row.id, row.position));

@@ -1,9 +1,11 @@
 //! The conversion check kind: Service rows that straddle a conversion of the cluster (catalogue
-//! U15-U19 and the rules around them). `prepare` creates the Services of the rows created before
-//! the conversion, then converts the cluster (`convert::convert`: ipv4 <-> dual, ipv6 <->
-//! dual-ipv6-primary); each case then reads or updates its Service (or creates it, for rows created
-//! after) and is judged like a Service row. It is the last phase of a mode: the cluster is another
-//! mode afterwards.
+//! U15-U19 and the rules around them) and workload checks (`workloads.rs`). `prepare` creates what
+//! the rows need before the conversion, converts the cluster (`convert::convert`: ipv4 <-> dual,
+//! ipv6 <-> dual-ipv6-primary) and starts what they need after it; each Service case then reads or
+//! updates its Service (or creates it, for rows created after) and is judged like a Service row.
+//! It is the last phase of a mode: the cluster is another mode afterwards.
+
+mod workloads;
 
 use super::services::{Answer, judge};
 use super::{CheckKind, Outcome, Target};
@@ -23,6 +25,9 @@ use std::time::Duration;
 pub struct ConversionChecks {
     pub concurrency: usize,
     pub case_timeout: Duration,
+    /// Test-only: a shell command run once the rows' objects are made, before the conversion
+    /// (fault injection), with KUBECONFIG, DUALSTACK_CLUSTER and DUALSTACK_MODE set.
+    pub before_conversion_hook: Option<String>,
 }
 
 /// A row's Service created before the conversion: its namespace and what the server answered.
@@ -39,6 +44,8 @@ pub struct Converted {
     facts: ClusterFacts,
     book: AddressBook,
     before: BTreeMap<usize, Before>,
+    /// The workloads, when a workload check is planned.
+    workloads: Option<(workloads::Before, workloads::After)>,
     timings: Timings,
 }
 
@@ -69,14 +76,41 @@ impl CheckKind for ConversionChecks {
             let created = execute::create(target.client, &namespace, scenario, &placeholders, &retries).await?;
             before.insert(index, Before { namespace, created });
         }
+        let workloads_before = match cases.iter().any(|c| matches!(c.work, Work::ConversionCheck(_))) {
+            true => Some(workloads::before(target.client, conversion, &Retries::default()).await?),
+            false => None,
+        };
+        if let Some(hook) = &self.before_conversion_hook {
+            let status = tokio::process::Command::new("sh")
+                .args(["-ec", hook])
+                .env("KUBECONFIG", &cluster.files.kubeconfig)
+                .env("DUALSTACK_CLUSTER", &cluster.files.name)
+                .env("DUALSTACK_MODE", conversion.from.name())
+                .status()
+                .await;
+            if !status.is_ok_and(|s| s.success()) {
+                return Err(Error::Environment(format!("the before-conversion hook failed: {hook}")));
+            }
+        }
         let timings = crate::convert::convert(target.client, cluster.files, conversion, cluster.load_balancer).await?;
         println!("[{}] converted to {}: {timings}", conversion.from, conversion.to);
         let facts = if conversion.upgrades() { crate::detect::detect(target.client).await? } else { target.facts.clone() };
-        Ok(Converted { client: target.client.clone(), conversion, facts, book, before, timings })
+        let workloads = match workloads_before {
+            Some(before) => {
+                let after = workloads::after(target.client, conversion, &before).await?;
+                Some((before, after))
+            }
+            None => None,
+        };
+        Ok(Converted { client: target.client.clone(), conversion, facts, book, before, workloads, timings })
     }
 
     async fn run(&self, context: &Converted, target: &Target<'_>, case: &PlannedCase) -> Outcome {
-        let Work::Conversion(index) = case.work else { return Outcome::error(format!("{} is not a conversion row", case.id)) };
+        let index = match case.work {
+            Work::Conversion(index) => index,
+            Work::ConversionCheck(row) => return run_workload_check(context, target, row).await,
+            _ => return Outcome::error(format!("{} is not a conversion row", case.id)),
+        };
         let Some(scenario) = target.tables.services.get(index) else { return Outcome::error(format!("no conversion row {index}")) };
         // Rows are keyed by the mode the cluster had; their family symbols read as the dual-stack
         // side of the conversion names them.
@@ -123,6 +157,26 @@ impl CheckKind for ConversionChecks {
         for before in context.before.values() {
             probe_pod::delete_namespace(&context.client, &before.namespace).await;
         }
+        if let Some((before, _)) = &context.workloads {
+            probe_pod::delete_namespace(&context.client, &before.namespace).await;
+        }
+    }
+}
+
+/// One workload check row against the workloads of the conversion.
+async fn run_workload_check(context: &Converted, target: &Target<'_>, row: usize) -> Outcome {
+    let Some(row) = target.tables.conversion.get(row) else { return Outcome::error(format!("no conversion check row {row}")) };
+    let Some((before, after)) = &context.workloads else { return Outcome::error("the workloads were not made".to_string()) };
+    match workloads::check(target.client, context.conversion, before, after, row.check).await {
+        Ok(finding) => Outcome {
+            status: if finding.passed { Status::Passed } else { Status::Failed },
+            message: if finding.passed { String::new() } else { finding.actual.clone() },
+            expected: finding.expected,
+            actual: finding.actual,
+            diagnostics: format!("row {} in namespace {}; cluster converted {} in {}; rule: {}", row.origin, before.namespace, context.conversion, context.timings, row.note),
+            retried: Vec::new(),
+        },
+        Err(e) => Outcome::error(e.to_string()),
     }
 }
 
