@@ -48,7 +48,7 @@ const HEAD: &str = "suite: vendor\ngroup: g\n";
 #[case::malformed_yaml("scenarios:\n  - id: V1\n    title: [unclosed\n", "5:12: title: unclosed bracket '['")]
 #[case::unknown_top_level_field("owner: me\nscenarios: []\n", "3:1: owner: unknown field `owner`, expected one of suite, group, base, scenarios")]
 #[case::unknown_row_field("scenarios:\n  - id: V1\n    titel: typo\n    create: {}\n    expect: { all: { policy: SingleStack } }\n",
-    "5:5: titel: unknown field `titel`, expected one of id, title, modes, note, create, dryRun, update, expect")]
+    "5:5: titel: unknown field `titel`, expected one of id, title, modes, note, create, dryRun, update, created, expect")]
 #[case::missing_title("scenarios:\n  - id: V1\n    create: {}\n    expect:\n      all: { policy: SingleStack }\n", "6:5: title: missing field `title`")]
 #[case::duplicate_id("scenarios:\n  - id: V1\n    title: one\n    create: {}\n    expect: { all: { policy: SingleStack } }\n  - id: V1\n    title: two\n    create: {}\n    expect: { all: { policy: SingleStack } }\n",
     "8:9: id: duplicate id 'V1' (first defined at line 4)")]
@@ -77,6 +77,8 @@ const HEAD: &str = "suite: vendor\ngroup: g\n";
     "8:12: expect.all: expects nothing: give policy/families/clusterIPs/unset/nodePorts or rejected")]
 #[case::kept_without_update("scenarios:\n  - id: V1\n    title: one\n    create: {}\n    expect:\n      all: { clusterIPs: [kept] }\n",
     "8:12: expect.all.clusterIPs: 'kept' is not a family symbol, None, kept (updates and rows created before a conversion only) or a placeholder")]
+#[case::created_outside_the_conversion_suite("scenarios:\n  - id: V1\n    title: one\n    created: before-conversion\n    create: {}\n    expect:\n      all: { policy: SingleStack }\n",
+    "6:14: created: only rows of suite 'conversion' straddle a conversion")]
 #[case::non_error_status("scenarios:\n  - id: V1\n    title: one\n    create: {}\n    expect:\n      all: { rejected: { status: 200, causes: [{ field: spec, message: x }] } }\n",
     "8:12: expect.all.rejected.status: 200 is not a 4xx validation status (5xx, 409 and 429 are retried, never judged)")]
 #[case::server_error_status("scenarios:\n  - id: V1\n    title: one\n    create: {}\n    expect:\n      all: { rejected: { status: 500, causes: [{ field: spec, message: x }] } }\n",
@@ -90,6 +92,32 @@ fn malformed_tables_are_usage_errors(#[case] body: &str, #[case] expected: &str)
     std::fs::write(&file, format!("{HEAD}{body}")).ok();
     let (code, stderr) = run(dualstack().args(["list", "--suite-dir"]).arg(&*dir));
     assert_eq!(stderr, format!("error: {}:{expected}\n", file.display()));
+    assert_eq!(code, 2);
+}
+
+/// The conversion suite's own rules: its Service rows say when they are created, and its workload
+/// rows name a known check.
+#[rstest]
+#[case::conversion_row_without_created("scenarios:\n  - id: V1\n    title: one\n    create: {}\n    expect:\n      all: { policy: SingleStack }\n",
+    "4:9: created: a conversion row says when its Service is created: before-conversion or after-conversion")]
+#[case::unknown_created("scenarios:\n  - id: V1\n    title: one\n    created: during-conversion\n    create: {}\n    expect:\n      all: { policy: SingleStack }\n",
+    "6:14: created: unknown variant `during-conversion`, expected one of before-conversion, after-conversion")]
+#[case::unknown_workload_check("checks:\n  - id: W9\n    title: one\n    check: pod-keeps-its-name\n    note: why\n",
+    "6:12: check: unknown variant `pod-keeps-its-name`, expected one of pod-keeps-its-addresses, new-pod-gets-the-new-families, endpoint-slices-follow-the-pods, service-answers-over-each-family")]
+#[case::workload_check_without_note("checks:\n  - id: W9\n    title: one\n    check: pod-keeps-its-addresses\n", "6:5: note: missing field `note`")]
+fn malformed_conversion_tables_are_usage_errors(#[case] body: &str, #[case] expected: &str) {
+    let dir = temp_dir(&format!("conversion-{:x}", body.bytes().fold(0_u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))));
+    let file = dir.join("conversion.yaml");
+    std::fs::write(&file, format!("suite: conversion\ngroup: g\n{body}")).ok();
+    let (code, stderr) = run(dualstack().args(["list", "--suite", "conversion", "--suite-dir"]).arg(&*dir));
+    assert_eq!(stderr, format!("error: {}:{expected}\n", file.display()));
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn converting_a_cluster_that_does_not_exist_is_bad_input() {
+    let (code, stderr) = run(dualstack().args(["cluster", "convert", "--name", "never-made-convert", "--to", "dual"]));
+    assert!(stderr.starts_with("error: no cluster named never-made-convert on this machine"), "stderr: {stderr}");
     assert_eq!(code, 2);
 }
 
@@ -123,6 +151,7 @@ fn a_vendor_row_clashing_with_a_built_in_id_names_the_vendor_file() {
     "error: report dir /proc/dualstack: cannot write: No such file or directory (os error 2)\n", 2)]
 #[case::missing_kubeconfig(&["run", "--mode", "dual", "--kubeconfig", "/nonexistent/kubeconfig", "--report-dir", "/tmp/dualstack-bad-input-reports"],
     "error: kubeconfig /nonexistent/kubeconfig: failed to read kubeconfig from '\"/nonexistent/kubeconfig\"': No such file or directory (os error 2)\n", 2)]
+#[case::unknown_mode_to_convert_to(&["cluster", "convert", "--name", "c", "--to", "dual4"], "error: unknown mode 'dual4' (expected one of: ipv4, ipv6, dual, dual-ipv6-primary)\n", 2)]
 #[case::unknown_node_source(&["prepare", "--node-source", "registry"],
     "error: invalid value 'registry' for '--node-source <NODE_SOURCE>'\n  [possible values: auto, pull, build]\n\nFor more information, try '--help'.\n", 2)]
 fn bad_flags(#[case] args: &[&str], #[case] expected: &str, #[case] code: i32) {

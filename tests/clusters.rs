@@ -721,20 +721,21 @@ fn conversions_pass_every_row_and_a_failed_one_keeps_the_cluster() {
         assert_eq!(check.status.code(), Some(0), "{mode} converted to {to} does not check out as {to}");
     }
 
-    // The dual cluster is ipv4 now: dual-ipv6-primary would change its primary family.
-    let name = &clusters["dual"];
-    let refused = dualstack(&["cluster", "convert", "--name", name, "--to", "dual-ipv6-primary"]);
+    // The ipv4 cluster is dual now: ipv6 would change its primary family.
+    let name = &clusters["ipv4"];
+    let refused = dualstack(&["cluster", "convert", "--name", name, "--to", "ipv6"]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
-    assert!(stderr(&refused).contains("ipv4 -> dual-ipv6-primary would change the primary family from IPv4 to IPv6"), "{}", stderr(&refused));
-    // Converting it back to dual with its last node paused: the control-plane and the first worker
-    // are converted, the second fails; the cluster is kept and the error names the step.
+    assert!(stderr(&refused).contains("dual -> ipv6 would change the primary family from IPv4 to IPv6"), "{}", stderr(&refused));
+    // Converting it back to ipv4 with its last node paused: a downgrade converts the nodes first,
+    // so the control-plane and the first worker are converted and the second fails; the cluster is
+    // kept and the error names the step.
     let worker2 = format!("{name}-worker2");
     assert!(Command::new("docker").args(["pause", &worker2]).status().is_ok_and(|s| s.success()));
-    let failed = dualstack(&["cluster", "convert", "--name", name, "--to", "dual"]);
+    let failed = dualstack(&["cluster", "convert", "--name", name, "--to", "ipv4"]);
     assert!(Command::new("docker").args(["unpause", &worker2]).status().is_ok_and(|s| s.success()));
     assert_eq!(failed.status.code(), Some(3), "{}", stderr(&failed));
     let err = stderr(&failed);
-    assert!(err.contains(&format!("converting cluster {name} (ipv4 -> dual) failed at node {worker2}: ")), "{err}");
+    assert!(err.contains(&format!("converting cluster {name} (dual -> ipv4) failed at node {worker2}: ")), "{err}");
     assert!(err.contains(&format!("the cluster is kept as it is (KUBECONFIG={})", cluster_files(name).kubeconfig.display())), "{err}");
     assert!(!docker_leftovers(&worker2).is_empty(), "the cluster was not kept");
 

@@ -15,7 +15,7 @@
 //! Only the second family is ever added or removed: the primary family cannot change (every
 //! Service's first clusterIP and the `kubernetes` Service address are fixed once allocated).
 
-use crate::error::{Error, Result};
+use crate::error::{ConversionFailure, Error, Result};
 use crate::kind::{self, ClusterFiles};
 use crate::mode::{IpFamily, Mode};
 use crate::wait::poll;
@@ -96,15 +96,17 @@ pub struct Convertible<'a> {
     pub load_balancer: bool,
 }
 
-/// How long each step took, for the progress line and the reports.
+/// How long the conversion and each step took (the API server's and the controller-manager's
+/// overlap), for the progress line and the reports.
 #[derive(Debug, Default)]
 pub struct Timings {
+    pub total: Duration,
     pub steps: Vec<(String, Duration)>,
 }
 
 impl std::fmt::Display for Timings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let total: Duration = self.steps.iter().map(|(_, d)| *d).sum();
+        let total = self.total;
         let steps: Vec<String> = self.steps.iter().map(|(step, d)| format!("{step} {:.1}s", d.as_secs_f64())).collect();
         write!(f, "{:.1}s ({})", total.as_secs_f64(), steps.join(", "))
     }
@@ -127,41 +129,46 @@ pub async fn convert(client: &Client, files: &ClusterFiles, conversion: Conversi
         Error::Environment(format!("cluster {} has no node named NAME-control-plane: only KIND clusters made by dualstack can be converted", files.name))
     })?;
     let step = |name: &str| Step { cluster: files.name.clone(), conversion, name: name.to_string(), node: control_plane.clone(), kubeconfig: files.kubeconfig.display().to_string() };
+    let started = Instant::now();
     let mut timings = Timings::default();
     let ranges = Ranges::of(conversion);
-    // Upgrade: the API server first (Services may then ask for the new family), then the
-    // controller-manager, then the nodes. Downgrade: the nodes first, since a controller-manager
-    // whose --cluster-cidr lacks a family some node still has fails to start.
+    // The API server and the controller-manager restart at once (each waits only for itself).
+    // Upgrade: before the nodes, which then get podCIDRs of a family the controller-manager knows.
+    // Downgrade: after them, since a controller-manager whose --cluster-cidr lacks a family some
+    // node still has fails to start.
+    let control_plane_step = async || {
+        let (apiserver, controller_manager) = tokio::join!(
+            timed(step("kube-apiserver"), reconfigure_apiserver(client, &control_plane, &ranges, conversion.to)),
+            timed(step("kube-controller-manager"), reconfigure_controller_manager(client, &control_plane, &ranges)),
+        );
+        Ok::<_, Error>(vec![apiserver?, controller_manager?])
+    };
     if conversion.upgrades() {
-        timed(&mut timings, step("kube-apiserver"), reconfigure_apiserver(client, &control_plane, &ranges, conversion.to)).await?;
-        timed(&mut timings, step("kube-controller-manager"), reconfigure_controller_manager(client, &control_plane, &ranges)).await?;
+        timings.steps.extend(control_plane_step().await?);
     }
     for node in &nodes {
         let node_step = Step { node: node.clone(), ..step(&format!("node {node}")) };
-        timed(&mut timings, node_step, recreate_node(client, node, conversion)).await?;
+        timings.steps.push(timed(node_step, recreate_node(client, node, conversion)).await?);
     }
     if !conversion.upgrades() {
-        timed(&mut timings, step("kube-controller-manager"), reconfigure_controller_manager(client, &control_plane, &ranges)).await?;
-        timed(&mut timings, step("kube-apiserver"), reconfigure_apiserver(client, &control_plane, &ranges, conversion.to)).await?;
+        timings.steps.extend(control_plane_step().await?);
     }
-    timed(&mut timings, step("kube-proxy"), reconfigure_kube_proxy(client, &ranges)).await?;
-    timed(&mut timings, step("cluster DNS"), reconfigure_cluster_dns(client, conversion.to)).await?;
-    timed(&mut timings, step("kubeadm-config"), record_in_kubeadm_config(client, &ranges)).await?;
+    timings.steps.push(timed(step("kube-proxy"), reconfigure_kube_proxy(client, &ranges)).await?);
+    timings.steps.push(timed(step("cluster DNS"), reconfigure_cluster_dns(client, conversion.to)).await?);
+    timings.steps.push(timed(step("kubeadm-config"), record_in_kubeadm_config(client, &ranges)).await?);
     if load_balancer {
         let pool = async { crate::load_balancer::apply_pool(client, files, conversion.to).await.map(|_| ()) };
-        timed(&mut timings, step("MetalLB pool"), pool).await?;
+        timings.steps.push(timed(step("MetalLB pool"), pool).await?);
     }
+    timings.total = started.elapsed();
     Ok(timings)
 }
 
-/// Runs one step, its time recorded; a failure becomes the step's error.
-async fn timed(timings: &mut Timings, step: Step, work: impl std::future::Future<Output = std::result::Result<(), String>>) -> Result<()> {
+/// Runs one step: its name and time, or its failure as the step's error.
+async fn timed(step: Step, work: impl std::future::Future<Output = std::result::Result<(), String>>) -> Result<(String, Duration)> {
     let started = Instant::now();
     match work.await {
-        Ok(()) => {
-            timings.steps.push((step.name, started.elapsed()));
-            Ok(())
-        }
+        Ok(()) => Ok((step.name, started.elapsed())),
         Err(cause) => Err(step.failed(cause).await),
     }
 }
@@ -180,14 +187,14 @@ pub async fn convert_created(files: &ClusterFiles, to: Mode) -> Result<(Conversi
     let timings = convert(&client, files, conversion, load_balancer).await?;
     let detected = crate::detect::detect(&client).await?.mode;
     if detected != to {
-        return Err(Error::Conversion {
+        return Err(Error::Conversion(Box::new(ConversionFailure {
             cluster: files.name.clone(),
             conversion: conversion.to_string(),
             step: "the final detection".into(),
             cause: format!("every step finished, but the cluster is detected as {detected}"),
             logs: String::new(),
             kubeconfig: files.kubeconfig.display().to_string(),
-        });
+        })));
     }
     Ok((conversion, timings))
 }
@@ -222,7 +229,7 @@ impl Step {
             name if name.starts_with("node ") => node_exec(&self.node, "journalctl -u kubelet --no-pager -n 15 -o cat").await.unwrap_or_else(|e| e),
             _ => String::new(),
         };
-        Error::Conversion { cluster: self.cluster, conversion: self.conversion.to_string(), step: self.name, cause, logs, kubeconfig: self.kubeconfig }
+        Error::Conversion(Box::new(ConversionFailure { cluster: self.cluster, conversion: self.conversion.to_string(), step: self.name, cause, logs, kubeconfig: self.kubeconfig }))
     }
 }
 
@@ -505,7 +512,7 @@ async fn reconfigure_kube_proxy(client: &Client, ranges: &Ranges) -> std::result
 
 /// Every pod of a kube-system DaemonSet restarted at once (a rolling update would restart them
 /// one by one, each waiting for the last); done when as many new pods as the DaemonSet wants are
-/// Ready. The rules kube-proxy wrote stay in place meanwhile.
+/// Ready.
 async fn restart_daemon_set(client: &Client, name: &str) -> std::result::Result<(), String> {
     let daemon_sets: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), "kube-system");
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), "kube-system");
@@ -513,8 +520,11 @@ async fn restart_daemon_set(client: &Client, name: &str) -> std::result::Result<
     let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let params = ListParams::default().labels(&labels.join(","));
     let old: Vec<String> = pods.list(&params).await.map_err(|e| e.to_string())?.items.into_iter().filter_map(|p| p.metadata.uid).collect();
-    // One second's grace: kube-proxy does not hurry on SIGTERM, and its rules outlive it anyway.
-    let delete = DeleteParams { grace_period_seconds: Some(1), ..DeleteParams::default() };
+    // Deleted at once (no grace): the DaemonSet controller replaces a pod only once its old one is
+    // gone, and a kubelet whose API server just restarted can take a minute to confirm a graceful
+    // deletion (measured: 30-70 s). kube-proxy's rules outlive it, and the kubelet stops the old
+    // container as soon as it sees the pod gone.
+    let delete = DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() };
     pods.delete_collection(&delete, &params).await.map_err(|e| e.to_string())?;
     poll(&format!("DaemonSet {name}'s pods to be replaced and Ready"), STEP_TIMEOUT, POLL_INTERVAL, || async {
         let wanted = daemon_sets.get(name).await?.status.map_or(0, |s| s.desired_number_scheduled);

@@ -50,9 +50,9 @@ pub enum Error {
     #[error("installing the NetworkPolicy agent failed: {cause}")]
     NetworkPolicyInstall { cause: String },
     /// A step of `cluster convert` (or of the conversion suite) failed; the cluster is left as the
-    /// step found it, for a look. `logs`: the component's last lines.
-    #[error("converting cluster {cluster} ({conversion}) failed at {step}: {cause}; the cluster is kept as it is (KUBECONFIG={kubeconfig}); delete it with `dualstack cluster down --name {cluster}`{}", if logs.trim().is_empty() { String::new() } else { format!("; last log lines of {step}:\n{}", logs.trim_end()) })]
-    Conversion { cluster: String, conversion: String, step: String, cause: String, logs: String, kubeconfig: String },
+    /// step found it, for a look.
+    #[error("{0}")]
+    Conversion(Box<ConversionFailure>),
     /// The cluster is not in the mode the run asked for.
     #[error("the cluster is {detected} (service ranges {ranges}), not {requested} as requested; refusing to run")]
     ModeMismatch { requested: String, detected: String, ranges: String },
@@ -96,3 +96,30 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where a conversion stopped, and why.
+#[derive(Debug)]
+pub struct ConversionFailure {
+    pub cluster: String,
+    /// `ipv4 -> dual`.
+    pub conversion: String,
+    pub step: String,
+    pub cause: String,
+    /// The component's last log lines.
+    pub logs: String,
+    pub kubeconfig: String,
+}
+
+impl std::fmt::Display for ConversionFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { cluster, conversion, step, cause, logs, kubeconfig } = self;
+        write!(
+            f,
+            "converting cluster {cluster} ({conversion}) failed at {step}: {cause}; the cluster is kept as it is (KUBECONFIG={kubeconfig}); delete it with `dualstack cluster down --name {cluster}`"
+        )?;
+        if !logs.trim().is_empty() {
+            write!(f, "; last log lines of {step}:\n{}", logs.trim_end())?;
+        }
+        Ok(())
+    }
+}

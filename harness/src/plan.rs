@@ -285,6 +285,32 @@ mod tests {
         assert!(halves.iter().all(|h| !h.cases.is_empty()));
     }
 
+    /// The conversion suite: 13 cases where the run upgrades the cluster, 12 where it downgrades it,
+    /// each handed to the conversion kind; on a cluster the run was given, each is skipped saying
+    /// why; and only a run that names the suite loads it.
+    #[rstest]
+    #[case(Mode::Ipv4, 13)]
+    #[case(Mode::Ipv6, 13)]
+    #[case(Mode::Dual, 12)]
+    #[case(Mode::DualIpv6Primary, 12)]
+    fn conversion_cases_run_only_on_created_clusters_and_when_named(#[case] mode: Mode, #[case] cases: usize) {
+        let plan = Plan::build(&tables(), &Selection::default(), &[kind_shape(mode)], None);
+        let running: Vec<&PlannedCase> = plan.cases.iter().filter(|c| c.suite == "conversion" && c.runs()).collect();
+        assert_eq!(running.len(), cases);
+        assert!(running.iter().all(|c| matches!(c.work, Work::Conversion(_) | Work::ConversionCheck(_))));
+        let given = Target { created: false, ..kind_shape(mode) };
+        let plan = Plan::build(&tables(), &Selection::default(), &[given], None);
+        let not_convertible = plan.cases.iter().filter(|c| c.suite == "conversion" && c.disposition == Disposition::Skip(NOT_CONVERTIBLE.into())).count();
+        assert_eq!((plan.cases.iter().filter(|c| c.suite == "conversion" && c.runs()).count(), not_convertible), (0, cases));
+
+        let mut by_default = tables();
+        by_default.retain_suites(&[]).unwrap();
+        assert!(!by_default.suites().contains(&"conversion"));
+        let mut named = tables();
+        named.retain_suites(&["conversion".into()]).unwrap();
+        assert_eq!(named.suites(), ["conversion"]);
+    }
+
     #[test]
     fn judge_as_runs_only_rows_claiming_both_modes() {
         let plan = Plan::build(&tables(), &Selection::default(), &[kind_shape(Mode::Dual)], Some(Mode::Ipv4));

@@ -250,7 +250,7 @@ impl Session {
         let convertible = crate::convert::Convertible { files: &files, load_balancer: load_balancer == LoadBalancer::Metallb };
         let outcome = run_on(&cluster.client, mode, tables, &cases, options, Some(convertible), &counting).await;
         // A conversion that failed midway leaves the cluster as it is, for a look (its error says so).
-        let keep = keep || matches!(outcome, Err(Error::Conversion { .. }));
+        let keep = keep || matches!(outcome, Err(Error::Conversion(_)));
         guard.keep = keep;
         if failures.load(std::sync::atomic::Ordering::Relaxed) > 0 || outcome.is_err() {
             let dir = crate::machine::logs_dir().join(&name);
@@ -304,7 +304,7 @@ fn phase_of(error: &Error) -> &'static str {
         Error::CniInstall { .. } => "cni",
         Error::LoadBalancerInstall { .. } => "load-balancer",
         Error::NetworkPolicyInstall { .. } => "network-policy",
-        Error::Conversion { .. } => "conversion",
+        Error::Conversion(_) => "conversion",
         _ => "setup",
     }
 }
