@@ -141,7 +141,9 @@ pub async fn convert(client: &Client, files: &ClusterFiles, conversion: Conversi
             timed(step("kube-apiserver"), reconfigure_apiserver(client, &control_plane, &ranges, conversion.to)),
             timed(step("kube-controller-manager"), reconfigure_controller_manager(client, &control_plane, &ranges)),
         );
-        Ok::<_, Error>(vec![apiserver?, controller_manager?])
+        let mut steps = vec![apiserver?, controller_manager?];
+        steps.push(timed(step("kube-scheduler"), wait_for_scheduler(client)).await?);
+        Ok::<_, Error>(steps)
     };
     if conversion.upgrades() {
         timings.steps.extend(control_plane_step().await?);
@@ -340,15 +342,44 @@ async fn reconfigure_controller_manager(client: &Client, node: &str, ranges: &Ra
     })
     .await
     .map_err(|e| e.to_string())?;
-    match leases.delete("kube-controller-manager", &DeleteParams::default()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 404 => {}
-        Err(e) => return Err(format!("deleting the stopped kube-controller-manager's lease: {e}")),
-    }
+    // The API server may be restarting meanwhile (its step runs beside this one): retried.
+    poll("the stopped kube-controller-manager's lease to be deleted", STEP_TIMEOUT, POLL_INTERVAL, || async {
+        Ok(match leases.delete("kube-controller-manager", &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(kube::Error::Api(status)) => return Err(kube::Error::Api(status).into()),
+            Err(e) => Err(e.to_string()),
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     poll("the restarted kube-controller-manager to take its lease", STEP_TIMEOUT, POLL_INTERVAL, || async {
         let Some(lease) = leases.get_opt("kube-controller-manager").await? else { return Ok(Err("no lease yet".to_string())) };
         let now = holder(lease);
         Ok(if now != before && !now.is_empty() { Ok(()) } else { Err(format!("lease held by {now}")) })
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// The kube-scheduler leading: it loses its lease while the API server restarts (the kubelet then
+/// restarts it), and until it leads again new pods (kube-proxy's, CoreDNS's) wait unscheduled.
+/// Done when its lease is renewed after the API server is back.
+async fn wait_for_scheduler(client: &Client) -> std::result::Result<(), String> {
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "kube-system");
+    let first = std::sync::Mutex::new(None::<String>);
+    poll("kube-scheduler to renew its lease", STEP_TIMEOUT, POLL_INTERVAL, || async {
+        let lease = leases.get("kube-scheduler").await?;
+        let renewed = serde_json::to_string(&lease.spec.and_then(|s| s.renew_time)).unwrap_or_default();
+        let mut first = first.lock().map_err(|_| Error::Environment("lease poll poisoned".into()))?;
+        Ok(match first.as_ref() {
+            Some(seen) if *seen != renewed => Ok(()),
+            Some(_) => Err(format!("renewed last at {renewed}")),
+            None => {
+                *first = Some(renewed.clone());
+                Err(format!("renewed last at {renewed}"))
+            }
+        })
     })
     .await
     .map_err(|e| e.to_string())
@@ -563,8 +594,7 @@ async fn restart_deployment(client: &Client, name: &str) -> std::result::Result<
 }
 
 /// kube-dns with an address of each family of the new mode (the kubelets name both), CoreDNS
-/// restarted so that its pods have addresses of each; done when kube-dns has a ready endpoint of
-/// each of its families.
+/// restarted so that its pods get addresses of each.
 async fn reconfigure_cluster_dns(client: &Client, to: Mode) -> std::result::Result<(), String> {
     if to.is_dual() {
         crate::cluster::serve_dns_on_both_families(client, to).await.map_err(|e| e.to_string())?;
@@ -573,8 +603,10 @@ async fn reconfigure_cluster_dns(client: &Client, to: Mode) -> std::result::Resu
         let patch = serde_json::json!({"spec": {"ipFamilyPolicy": "SingleStack"}});
         services.patch("kube-dns", &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|e| e.to_string())?;
     }
-    restart_deployment(client, "coredns").await?;
-    crate::cluster::wait_cluster_dns(client, STEP_TIMEOUT).await.map_err(|e| e.to_string())
+    // Done when the new replicas are available: whether they have an address of each family is
+    // the CNI's doing, judged by the suites (a conversion that waited for it would hide a CNI that
+    // ignores the new podCIDRs behind a setup failure).
+    restart_deployment(client, "coredns").await
 }
 
 /// kubeadm's record of the cluster (`kube-system/kubeadm-config`) with the new ranges, so that
