@@ -132,18 +132,21 @@ pub async fn convert(client: &Client, files: &ClusterFiles, conversion: Conversi
     let started = Instant::now();
     let mut timings = Timings::default();
     let ranges = Ranges::of(conversion);
-    // The API server and the controller-manager restart at once (each waits only for itself).
-    // Upgrade: before the nodes, which then get podCIDRs of a family the controller-manager knows.
-    // Downgrade: after them, since a controller-manager whose --cluster-cidr lacks a family some
-    // node still has fails to start.
+    // The API server first; then the controller-manager (new ranges) and the scheduler, each
+    // restarted afresh against the steady API server, at once. Upgrade: before the nodes, which
+    // then get podCIDRs of a family the controller-manager knows. Downgrade: after them, since a
+    // controller-manager whose --cluster-cidr lacks a family some node still has fails to start.
     let control_plane_step = async || {
-        let (apiserver, controller_manager) = tokio::join!(
-            timed(step("kube-apiserver"), reconfigure_apiserver(client, &control_plane, &ranges, conversion.to)),
-            timed(step("kube-controller-manager"), reconfigure_controller_manager(client, &control_plane, &ranges)),
+        let apiserver = timed(step("kube-apiserver"), reconfigure_apiserver(client, &control_plane, &ranges, conversion.to)).await?;
+        let controller_manager_flags = |manifest: &str| {
+            let manifest = set_flag(manifest, "cluster-cidr", &ranges.pods)?;
+            labelled_converted_to(&set_flag(&manifest, "service-cluster-ip-range", &ranges.services)?, conversion.to)
+        };
+        let (controller_manager, scheduler) = tokio::join!(
+            timed(step("kube-controller-manager"), restart_leader(client, &control_plane, "kube-controller-manager", controller_manager_flags)),
+            timed(step("kube-scheduler"), restart_leader(client, &control_plane, "kube-scheduler", |m: &str| labelled_converted_to(m, conversion.to))),
         );
-        let mut steps = vec![apiserver?, controller_manager?];
-        steps.push(timed(step("kube-scheduler"), wait_for_scheduler(client)).await?);
-        Ok::<_, Error>(steps)
+        Ok::<_, Error>(vec![apiserver, controller_manager?, scheduler?])
     };
     if conversion.upgrades() {
         timings.steps.extend(control_plane_step().await?);
@@ -325,36 +328,34 @@ async fn reconfigure_apiserver(client: &Client, node: &str, ranges: &Ranges, to:
     .map_err(|e| e.to_string())
 }
 
-/// The controller-manager with the new pod and service ranges; done when a new leader (the
-/// restarted process) holds its lease.
-async fn reconfigure_controller_manager(client: &Client, node: &str, ranges: &Ranges) -> std::result::Result<(), String> {
+/// A control-plane component that leads through a lease (kube-controller-manager, kube-scheduler),
+/// restarted with its manifest edited by `edit`; done when the new process holds the lease. Run
+/// once the API server is steady: a leader that loses its lease while the API server restarts
+/// exits, and the kubelet restarts it only after a back-off (measured: up to a minute).
+async fn restart_leader(client: &Client, node: &str, component: &str, edit: impl FnOnce(&str) -> std::result::Result<String, String>) -> std::result::Result<(), String> {
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "kube-system");
     let holder = |lease: k8s_openapi::api::coordination::v1::Lease| lease.spec.and_then(|s| s.holder_identity).unwrap_or_default();
-    let before = leases.get("kube-controller-manager").await.map(holder).map_err(|e| e.to_string())?;
-    let running = "crictl ps --name '^kube-controller-manager$' -q";
-    let old = node_exec(node, running).await?;
-    edit_manifest(node, "kube-controller-manager", &[("cluster-cidr", &ranges.pods), ("service-cluster-ip-range", &ranges.services)]).await?;
+    let before = leases.get_opt(component).await.map_err(|e| e.to_string())?.map(holder).unwrap_or_default();
+    let running = format!("crictl ps --name '^{component}$' -q");
+    let old = node_exec(node, &running).await?;
+    let path = format!("/etc/kubernetes/manifests/{component}.yaml");
+    let manifest = edit(&node_exec(node, &format!("cat {path}")).await?).map_err(|e| format!("{path}: {e}"))?;
+    write_node_file(node, &path, &manifest).await?;
     // The old process does not give up its lease when stopped; once it is gone, the lease is
     // deleted so that the new one leads at once instead of after the lease's 15 s.
-    poll("the old kube-controller-manager to stop", STEP_TIMEOUT, POLL_INTERVAL, || async {
-        let now = node_exec(node, running).await.unwrap_or_default();
+    poll(&format!("the old {component} to stop"), STEP_TIMEOUT, POLL_INTERVAL, || async {
+        let now = node_exec(node, &running).await.unwrap_or_default();
         Ok(if old.lines().all(|id| !now.contains(id)) { Ok(()) } else { Err(format!("still running: {}", old.trim())) })
     })
     .await
     .map_err(|e| e.to_string())?;
-    // The API server may be restarting meanwhile (its step runs beside this one): retried.
-    poll("the stopped kube-controller-manager's lease to be deleted", STEP_TIMEOUT, POLL_INTERVAL, || async {
-        Ok(match leases.delete("kube-controller-manager", &DeleteParams::default()).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(kube::Error::Api(status)) => return Err(kube::Error::Api(status).into()),
-            Err(e) => Err(e.to_string()),
-        })
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    poll("the restarted kube-controller-manager to take its lease", STEP_TIMEOUT, POLL_INTERVAL, || async {
-        let Some(lease) = leases.get_opt("kube-controller-manager").await? else { return Ok(Err("no lease yet".to_string())) };
+    match leases.delete(component, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(e) => return Err(format!("deleting the stopped {component}'s lease: {e}")),
+    }
+    poll(&format!("the restarted {component} to take its lease"), STEP_TIMEOUT, POLL_INTERVAL, || async {
+        let Some(lease) = leases.get_opt(component).await? else { return Ok(Err("no lease yet".to_string())) };
         let now = holder(lease);
         Ok(if now != before && !now.is_empty() { Ok(()) } else { Err(format!("lease held by {now}")) })
     })
@@ -362,27 +363,21 @@ async fn reconfigure_controller_manager(client: &Client, node: &str, ranges: &Ra
     .map_err(|e| e.to_string())
 }
 
-/// The kube-scheduler leading: it loses its lease while the API server restarts (the kubelet then
-/// restarts it), and until it leads again new pods (kube-proxy's, CoreDNS's) wait unscheduled.
-/// Done when its lease is renewed after the API server is back.
-async fn wait_for_scheduler(client: &Client) -> std::result::Result<(), String> {
-    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "kube-system");
-    let first = std::sync::Mutex::new(None::<String>);
-    poll("kube-scheduler to renew its lease", STEP_TIMEOUT, POLL_INTERVAL, || async {
-        let lease = leases.get("kube-scheduler").await?;
-        let renewed = serde_json::to_string(&lease.spec.and_then(|s| s.renew_time)).unwrap_or_default();
-        let mut first = first.lock().map_err(|_| Error::Environment("lease poll poisoned".into()))?;
-        Ok(match first.as_ref() {
-            Some(seen) if *seen != renewed => Ok(()),
-            Some(_) => Err(format!("renewed last at {renewed}")),
-            None => {
-                *first = Some(renewed.clone());
-                Err(format!("renewed last at {renewed}"))
-            }
-        })
-    })
-    .await
-    .map_err(|e| e.to_string())
+/// A static pod manifest labelled with the mode it now serves (`dualstack.io/converted-to`): a
+/// changed manifest is a new pod to the kubelet, started at once whatever the old one's back-off.
+pub fn labelled_converted_to(manifest: &str, to: Mode) -> std::result::Result<String, String> {
+    const LABEL: &str = "dualstack.io/converted-to:";
+    let mut out: Vec<String> = Vec::new();
+    let mut labelled = false;
+    for line in manifest.lines().filter(|l| !l.trim_start().starts_with(LABEL)) {
+        out.push(line.to_string());
+        // kubeadm writes metadata at two spaces, its labels at four.
+        if line == "  labels:" && !labelled {
+            out.push(format!("    {LABEL} {}", to.name()));
+            labelled = true;
+        }
+    }
+    if labelled { Ok(out.join("\n") + "\n") } else { Err("no metadata.labels in the manifest".to_string()) }
 }
 
 /// The podCIDRs of a node after the conversion, primary first: the range it has of each family
@@ -676,6 +671,15 @@ mod tests {
             Ok("spec:\n  containers:\n  - command:\n    - kube-apiserver\n    - --service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112\n    - --tls-cert-file=x\n")
         );
         assert_eq!(set_flag(manifest, "cluster-cidr", "x"), Err("no --cluster-cidr in the manifest".to_string()));
+    }
+
+    #[test]
+    fn the_converted_to_label_is_added_once_and_follows_the_mode() {
+        let manifest = "apiVersion: v1\nkind: Pod\nmetadata:\n  labels:\n    component: kube-scheduler\n    tier: control-plane\n  name: kube-scheduler\nspec:\n  containers:\n  - command:\n    - kube-scheduler\n";
+        let dual = labelled_converted_to(manifest, Mode::Dual).unwrap();
+        assert_eq!(dual, manifest.replace("  labels:\n", "  labels:\n    dualstack.io/converted-to: dual\n"));
+        assert_eq!(labelled_converted_to(&dual, Mode::Ipv4).unwrap(), manifest.replace("  labels:\n", "  labels:\n    dualstack.io/converted-to: ipv4\n"));
+        assert_eq!(labelled_converted_to("kind: Pod\n", Mode::Dual), Err("no metadata.labels in the manifest".to_string()));
     }
 
     #[rstest]
