@@ -226,7 +226,7 @@ async fn default_node_image() -> String {
 
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-fn node_ready(node: &Node) -> bool {
+pub(crate) fn node_ready(node: &Node) -> bool {
     node.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -265,21 +265,9 @@ pub async fn wait_nodes_ready(client: &Client, expected: usize, timeout: Duratio
 /// `kubectl ARGS` against the cluster of `files`, `input` on its stdin (for `apply -f -`); its error
 /// output when it fails.
 pub async fn kubectl(files: &ClusterFiles, args: &[&str], input: &str) -> std::result::Result<(), String> {
-    use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new(crate::machine::kubectl())
-        .arg("--kubeconfig")
-        .arg(&files.kubeconfig)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("running kubectl: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.as_bytes()).await.map_err(|e| format!("writing to kubectl {}: {e}", args.join(" ")))?;
-    }
-    let out = child.wait_with_output().await.map_err(|e| format!("kubectl {}: {e}", args.join(" ")))?;
+    let mut command = tokio::process::Command::new(crate::machine::kubectl());
+    command.arg("--kubeconfig").arg(&files.kubeconfig).args(args);
+    let out = crate::machine::output_with_input(&mut command, input.as_bytes()).await.map_err(|e| format!("running kubectl {}: {e}", args.join(" ")))?;
     if out.status.success() {
         Ok(())
     } else {

@@ -34,25 +34,7 @@ pub async fn detect(client: &Client) -> Result<ClusterFacts> {
         .and_then(|ip| ip.parse().ok())
         .ok_or_else(|| Error::Detection("the default/kubernetes Service has no clusterIP".into()))?;
 
-    // A dry-run PreferDualStack Service shows the service families in the cluster's order.
-    let probe: Service = serde_json::from_value(serde_json::json!({
-        "metadata": {"generateName": "dualstack-mode-probe-"},
-        "spec": {"ipFamilyPolicy": "PreferDualStack", "ports": [{"port": 80}]}
-    }))
-    .map_err(|e| Error::Detection(format!("building the mode probe Service: {e}")))?;
-    let params = PostParams { dry_run: true, ..Default::default() };
-    let probed = Api::<Service>::namespaced(client.clone(), "default").create(&params, &probe).await?;
-    let families: Vec<IpFamily> = probed
-        .spec
-        .and_then(|s| s.ip_families)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|f| match f.as_str() {
-            "IPv4" => Some(IpFamily::IPv4),
-            "IPv6" => Some(IpFamily::IPv6),
-            _ => None,
-        })
-        .collect();
+    let families = service_families(client).await?;
     let mode = Mode::from_families(&families)
         .ok_or_else(|| Error::Detection(format!("the cluster's service families {families:?} are not a known mode")))?;
     if IpFamily::of(&kubernetes_ip) != mode.primary() {
@@ -91,6 +73,29 @@ pub async fn detect(client: &Client) -> Result<ClusterFacts> {
     }
     let server_version = client.apiserver_version().await.map(|v| v.git_version).unwrap_or_else(|_| "unknown".into());
     Ok(ClusterFacts { mode, service_cidrs, kubernetes_ip, server_version })
+}
+
+/// The families a new PreferDualStack Service gets, in the cluster's order: what the API server's
+/// allocators serve (a dry-run create, nothing persisted).
+pub async fn service_families(client: &Client) -> Result<Vec<IpFamily>> {
+    let probe: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"generateName": "dualstack-mode-probe-"},
+        "spec": {"ipFamilyPolicy": "PreferDualStack", "ports": [{"port": 80}]}
+    }))
+    .map_err(|e| Error::Detection(format!("building the mode probe Service: {e}")))?;
+    let params = PostParams { dry_run: true, ..Default::default() };
+    let probed = Api::<Service>::namespaced(client.clone(), "default").create(&params, &probe).await?;
+    Ok(probed
+        .spec
+        .and_then(|s| s.ip_families)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|f| match f.as_str() {
+            "IPv4" => Some(IpFamily::IPv4),
+            "IPv6" => Some(IpFamily::IPv6),
+            _ => None,
+        })
+        .collect())
 }
 
 /// kube-proxy's mode as its kubeadm ConfigMap (`kube-system/kube-proxy`) states it, for the

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::cluster::kubectl;
 use crate::kind::ClusterFiles;
 use crate::mode::{IpFamily, Mode};
-use crate::objects::is_control_plane;
+use crate::objects::worker_names;
 use crate::wait::poll;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Node;
@@ -83,8 +83,7 @@ pub async fn apply_pool(client: &Client, files: &ClusterFiles, mode: Mode) -> st
     let subnets = docker_subnets(&files.network).await?;
     let pools = mode.families().iter().map(|&family| pool_range(family, &subnets)).collect::<std::result::Result<Vec<String>, String>>()?;
     let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await.map_err(|e| e.to_string())?.items;
-    let mut workers: Vec<String> = nodes.iter().filter(|n| !is_control_plane(n)).filter_map(|n| n.metadata.name.clone()).collect();
-    workers.sort();
+    let workers = worker_names(&nodes);
     kubectl(files, &["apply", "-f", "-"], &pool_manifest(&pools, workers.first().map(String::as_str))).await?;
     Ok(pools)
 }

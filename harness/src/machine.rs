@@ -126,6 +126,16 @@ pub async fn require_docker() -> Result<()> {
     }
 }
 
+/// Runs `command` with `input` on its stdin; its output (stdout and stderr captured).
+pub async fn output_with_input(command: &mut Command, input: &[u8]) -> std::io::Result<std::process::Output> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input).await?;
+    }
+    child.wait_with_output().await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

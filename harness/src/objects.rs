@@ -9,6 +9,13 @@ pub fn is_control_plane(node: &Node) -> bool {
     node.metadata.labels.as_ref().is_some_and(|l| l.contains_key("node-role.kubernetes.io/control-plane"))
 }
 
+/// The names of the nodes that are not control-plane nodes, sorted (kind's worker, worker2, ...).
+pub fn worker_names(nodes: &[Node]) -> Vec<String> {
+    let mut workers: Vec<String> = nodes.iter().filter(|n| !is_control_plane(n)).filter_map(|n| n.metadata.name.clone()).collect();
+    workers.sort();
+    workers
+}
+
 /// A node's InternalIPs, in the order the node reports them.
 pub fn internal_ips(node: &Node) -> Vec<String> {
     node.status

@@ -48,6 +48,16 @@ impl Outcome {
     }
 }
 
+/// Runs a test-only fault-injection hook (`sh -ec HOOK`) with `env`; `what` names it in the error.
+pub(crate) async fn run_hook(what: &str, hook: &str, env: &[(&str, &std::ffi::OsStr)]) -> Result<()> {
+    let status = tokio::process::Command::new("sh").args(["-ec", hook]).envs(env.iter().copied()).status().await;
+    if status.is_ok_and(|s| s.success()) {
+        Ok(())
+    } else {
+        Err(crate::error::Error::Environment(format!("the {what} hook failed: {hook}")))
+    }
+}
+
 /// One kind of check, driven by the runner.
 pub(crate) trait CheckKind {
     /// What the kind sets up once per mode before its cases (an address book, a fixture).

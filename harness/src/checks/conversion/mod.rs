@@ -71,26 +71,23 @@ impl CheckKind for ConversionChecks {
             let Work::Conversion(index) = case.work else { continue };
             let Some(scenario) = target.tables.services.get(index).filter(|s| s.created == Some(Created::BeforeConversion)) else { continue };
             let retries = Retries::default();
-            let namespace = probe_pod::create_namespace(target.client, &namespace_prefix(scenario), &retries).await?;
+            let namespace = probe_pod::create_namespace(target.client, &execute::namespace_prefix(scenario), &retries).await?;
             let placeholders = book.resolve(scenario, target.facts);
             let created = execute::create(target.client, &namespace, scenario, &placeholders, &retries).await?;
             before.insert(index, Before { namespace, created });
         }
-        let workloads_before = match cases.iter().any(|c| matches!(c.work, Work::ConversionCheck(_))) {
-            true => Some(workloads::before(target.client, conversion, &Retries::default()).await?),
-            false => None,
+        let workloads_before = if cases.iter().any(|c| matches!(c.work, Work::ConversionCheck(_))) {
+            Some(workloads::before(target.client, conversion, &Retries::default()).await?)
+        } else {
+            None
         };
         if let Some(hook) = &self.before_conversion_hook {
-            let status = tokio::process::Command::new("sh")
-                .args(["-ec", hook])
-                .env("KUBECONFIG", &cluster.files.kubeconfig)
-                .env("DUALSTACK_CLUSTER", &cluster.files.name)
-                .env("DUALSTACK_MODE", conversion.from.name())
-                .status()
-                .await;
-            if !status.is_ok_and(|s| s.success()) {
-                return Err(Error::Environment(format!("the before-conversion hook failed: {hook}")));
-            }
+            let env = [
+                ("KUBECONFIG", cluster.files.kubeconfig.as_os_str()),
+                ("DUALSTACK_CLUSTER", cluster.files.name.as_ref()),
+                ("DUALSTACK_MODE", conversion.from.name().as_ref()),
+            ];
+            super::run_hook("before-conversion", hook, &env).await?;
         }
         let timings = crate::convert::convert(target.client, cluster.files, conversion, cluster.load_balancer).await?;
         println!("[{}] converted to {}: {timings}", conversion.from, conversion.to);
@@ -121,26 +118,14 @@ impl CheckKind for ConversionChecks {
         let retries = Retries::default();
         let answered = match context.before.get(&index) {
             Some(before) => after_conversion(target.client, scenario, before, &placeholders, &retries).await.map(|(answer, spec)| (answer, spec, before.namespace.clone())),
-            None => after_conversion_created(target.client, scenario, &placeholders, &retries).await,
+            None => execute::execute_in_own_namespace(target.client, scenario, &placeholders, &retries).await,
         };
         let mut outcome = match answered {
             Ok((answer, before, namespace)) => {
                 let verdict = judge(expectation, context.conversion.dual(), &context.facts, &placeholders, &answer, before.as_ref());
-                Outcome {
-                    status: if verdict.passed { Status::Passed } else { Status::Failed },
-                    expected: verdict.expected,
-                    actual: verdict.actual,
-                    message: verdict.differences.join("; "),
-                    diagnostics: format!(
-                        "row {} in namespace {namespace}; cluster converted {} in {}; Kubernetes {}{}",
-                        scenario.origin,
-                        context.conversion,
-                        context.timings,
-                        context.facts.server_version,
-                        scenario.note.as_ref().map(|n| format!("; rule: {n}")).unwrap_or_default()
-                    ),
-                    retried: Vec::new(),
-                }
+                let rule = scenario.note.as_ref().map(|n| format!("; rule: {n}")).unwrap_or_default();
+                let (origin, conversion, timings, version) = (&scenario.origin, context.conversion, &context.timings, &context.facts.server_version);
+                verdict.outcome(format!("row {origin} in namespace {namespace}; cluster converted {conversion} in {timings}; Kubernetes {version}{rule}"))
             }
             Err(e) => Outcome::error(e.to_string()),
         };
@@ -180,10 +165,6 @@ async fn run_workload_check(context: &Converted, target: &Target<'_>, row: usize
     }
 }
 
-fn namespace_prefix(scenario: &Scenario) -> String {
-    format!("dualstack-{}", scenario.id.to_lowercase())
-}
-
 /// A row created before the conversion: its creation's rejection, or its Service after the
 /// conversion as read (no `update`) or as updated; and its spec as created, for `kept`.
 async fn after_conversion(client: &kube::Client, scenario: &Scenario, before: &Before, placeholders: &execute::Placeholders, retries: &Retries) -> Result<(Answer, Option<Value>)> {
@@ -201,12 +182,4 @@ async fn after_conversion(client: &kube::Client, scenario: &Scenario, before: &B
         }
     };
     Ok((answer, spec))
-}
-
-/// A row created after the conversion: executed like a Service row, in its own namespace.
-async fn after_conversion_created(client: &kube::Client, scenario: &Scenario, placeholders: &execute::Placeholders, retries: &Retries) -> Result<(Answer, Option<Value>, String)> {
-    let namespace = probe_pod::create_namespace(client, &namespace_prefix(scenario), retries).await?;
-    let executed = execute::execute(client, &namespace, scenario, placeholders, retries).await;
-    probe_pod::delete_namespace(client, &namespace).await;
-    executed.map(|(answer, before)| (answer, before, namespace))
 }

@@ -49,17 +49,9 @@ pub struct After {
 /// downgrade), made before the conversion.
 pub async fn before(client: &Client, conversion: Conversion, retries: &Retries) -> Result<Before> {
     let namespace = probe_pod::create_namespace(client, "dualstack-conversion", retries).await?;
-    let mut workers: Vec<String> = Api::<Node>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .filter(|n| !crate::objects::is_control_plane(n))
-        .filter_map(|n| n.metadata.name.clone())
-        .collect();
-    workers.sort();
-    let nodes: Vec<String> = Api::<Node>::all(client.clone()).list(&ListParams::default()).await?.items.into_iter().filter_map(|n| n.metadata.name).collect();
-    let server_node = workers.first().or(nodes.first()).cloned().unwrap_or_default();
+    let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await?.items;
+    let workers = crate::objects::worker_names(&nodes);
+    let server_node = workers.first().cloned().or_else(|| nodes.first().and_then(|n| n.metadata.name.clone())).unwrap_or_default();
     let client_node = workers.get(1).unwrap_or(&server_node).clone();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     pods.create(&PostParams::default(), &probe_pod::probe_pod(BEFORE_SERVER, &server_node, &[SERVER_LABEL], false)).await?;

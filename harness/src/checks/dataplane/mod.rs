@@ -16,7 +16,7 @@ mod reach;
 mod verdict;
 
 use super::{CheckKind, Outcome, Target};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::plan::{PlannedCase, Work};
 use crate::table::connect::Client;
 use crate::table::dataplane::{CheckGroup, RowKind};
@@ -84,10 +84,9 @@ impl CheckKind for DataplaneChecks {
         println!("[{}] data-plane fixture ready in {:.1}s, cluster DNS answering", target.facts.mode, fixture.started.elapsed().as_secs_f64());
         if let Some(hook) = &self.after_fixture_hook {
             // Test-only: the project's fault-injection tests break the cluster here.
-            let status = tokio::process::Command::new("sh").args(["-ec", hook]).env("DUALSTACK_FIXTURE_NAMESPACE", &fixture.namespace).status().await;
-            if !status.is_ok_and(|s| s.success()) {
+            if let Err(e) = super::run_hook("after-fixture", hook, &[("DUALSTACK_FIXTURE_NAMESPACE", fixture.namespace.as_ref())]).await {
                 fixture.delete().await;
-                return Err(Error::Environment(format!("the after-fixture hook failed: {hook}")));
+                return Err(e);
             }
         }
         Ok(fixture)

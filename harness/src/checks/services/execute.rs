@@ -174,6 +174,25 @@ pub async fn execute(
     Ok((apply_update(client, namespace, scenario, update, &created, book, retries).await?, before))
 }
 
+/// The prefix of the namespace a row runs in (`dualstack-u15-...`).
+pub fn namespace_prefix(scenario: &Scenario) -> String {
+    format!("dualstack-{}", scenario.id.to_lowercase())
+}
+
+/// `execute` in a namespace of the row's own, deleted afterwards; the answer, the spec before the
+/// update, and the namespace's name.
+pub async fn execute_in_own_namespace(
+    client: &Client,
+    scenario: &Scenario,
+    book: &Placeholders,
+    retries: &crate::retry::Retries,
+) -> Result<(Answer, Option<Value>, String)> {
+    let namespace = crate::probe_pod::create_namespace(client, &namespace_prefix(scenario), retries).await?;
+    let executed = execute(client, &namespace, scenario, book, retries).await;
+    crate::probe_pod::delete_namespace(client, &namespace).await;
+    executed.map(|(answer, before)| (answer, before, namespace))
+}
+
 /// Creates the scenario's Service (its `create` merged over the base, placeholders resolved) in
 /// `namespace`: the server's answer, a rejection included.
 pub async fn create(

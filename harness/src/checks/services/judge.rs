@@ -19,6 +19,20 @@ pub struct Verdict {
     pub differences: Vec<String>,
 }
 
+impl Verdict {
+    /// The case's outcome, with `diagnostics` for its system-out.
+    pub fn outcome(self, diagnostics: String) -> crate::checks::Outcome {
+        crate::checks::Outcome {
+            status: if self.passed { reports::Status::Passed } else { reports::Status::Failed },
+            expected: self.expected,
+            actual: self.actual,
+            message: self.differences.join("; "),
+            diagnostics,
+            retried: Vec::new(),
+        }
+    }
+}
+
 fn describe_rejection(r: &Rejection) -> String {
     let causes: Vec<String> = r.causes.iter().map(|c| format!("{} ~ \"{}\"", c.field, c.message)).collect();
     format!("rejected {}{} [{}]", r.status, r.reason.as_ref().map(|x| format!(" {x}")).unwrap_or_default(), causes.join("; "))

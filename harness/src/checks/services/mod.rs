@@ -11,10 +11,8 @@ use super::{CheckKind, Outcome, Target};
 use crate::error::Result;
 use crate::mode::Mode;
 use crate::plan::{PlannedCase, Work};
-use crate::probe_pod;
 use crate::retry::Retries;
 use execute::AddressBook;
-use reports::Status;
 use std::time::Duration;
 
 pub struct ServiceChecks {
@@ -50,29 +48,11 @@ impl CheckKind for ServiceChecks {
         };
         let addresses = book.resolve(scenario, facts);
         let retries = Retries::default();
-        let namespace = match probe_pod::create_namespace(client, &format!("dualstack-{}", scenario.id.to_lowercase()), &retries).await {
-            Ok(namespace) => namespace,
-            Err(e) => return Outcome { retried: retries.taken(), ..Outcome::error(e.to_string()) },
-        };
-        let executed = execute::execute(client, &namespace, scenario, &addresses, &retries).await;
-        probe_pod::delete_namespace(client, &namespace).await;
-        let mut outcome = match executed {
-            Ok((answer, before)) => {
+        let mut outcome = match execute::execute_in_own_namespace(client, scenario, &addresses, &retries).await {
+            Ok((answer, before, namespace)) => {
                 let verdict = judge(expectation, judge_mode, facts, &addresses, &answer, before.as_ref());
-                Outcome {
-                    status: if verdict.passed { Status::Passed } else { Status::Failed },
-                    expected: verdict.expected,
-                    actual: verdict.actual,
-                    message: verdict.differences.join("; "),
-                    diagnostics: format!(
-                        "row {} in namespace {namespace}; cluster {} {}{}",
-                        scenario.origin,
-                        facts.mode,
-                        facts.server_version,
-                        scenario.note.as_ref().map(|n| format!("; note: {n}")).unwrap_or_default()
-                    ),
-                    retried: Vec::new(),
-                }
+                let note = scenario.note.as_ref().map(|n| format!("; note: {n}")).unwrap_or_default();
+                verdict.outcome(format!("row {} in namespace {namespace}; cluster {} {}{note}", scenario.origin, facts.mode, facts.server_version))
             }
             Err(e) => Outcome::error(e.to_string()),
         };

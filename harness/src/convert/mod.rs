@@ -15,6 +15,10 @@
 //! Only the second family is ever added or removed: the primary family cannot change (every
 //! Service's first clusterIP and the `kubernetes` Service address are fixed once allocated).
 
+mod edits;
+
+use edits::{converted_pod_cidrs, labelled_converted_to, recreated_node, set_flag, with_cluster_dns, with_line, with_node_ips};
+
 use crate::error::{ConversionFailure, Error, Result};
 use crate::kind::{self, ClusterFiles};
 use crate::mode::{IpFamily, Mode};
@@ -260,68 +264,45 @@ async fn node_exec(node: &str, script: &str) -> std::result::Result<String, Stri
 }
 
 
-/// Rewrites `--FLAG=...` in a static pod manifest; an error when the manifest lacks the flag.
-pub fn set_flag(manifest: &str, flag: &str, value: &str) -> std::result::Result<String, String> {
-    let prefix = format!("- --{flag}=");
-    let mut found = false;
-    let lines: Vec<String> = manifest
-        .lines()
-        .map(|line| match line.trim_start().strip_prefix(&prefix) {
-            Some(_) => {
-                found = true;
-                let indent = &line[..line.len() - line.trim_start().len()];
-                format!("{indent}{prefix}{value}")
-            }
-            None => line.to_string(),
-        })
-        .collect();
-    if found { Ok(lines.join("\n") + "\n") } else { Err(format!("no --{flag} in the manifest")) }
+/// Rewrites the text under `key` of the kube-system ConfigMap `name` as `edit` says; whether the
+/// ConfigMap exists.
+async fn edit_config_map(client: &Client, name: &str, key: &str, edit: impl FnOnce(&str) -> String) -> std::result::Result<bool, String> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
+    let Some(map) = config_maps.get_opt(name).await.map_err(|e| e.to_string())? else { return Ok(false) };
+    let text = map.data.as_ref().and_then(|d| d.get(key)).ok_or_else(|| format!("the ConfigMap {name} has no {key}"))?;
+    let patch = serde_json::json!({"data": {key: edit(text)}});
+    config_maps.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|e| e.to_string())?;
+    Ok(true)
 }
 
-/// Edits a static pod manifest of the control-plane node in place (the kubelet restarts the pod).
-async fn edit_manifest(node: &str, component: &str, flags: &[(&str, &str)]) -> std::result::Result<(), String> {
-    let path = format!("/etc/kubernetes/manifests/{component}.yaml");
-    let mut manifest = node_exec(node, &format!("cat {path}")).await?;
-    for (flag, value) in flags {
-        manifest = set_flag(&manifest, flag, value).map_err(|e| format!("{path}: {e}"))?;
-    }
-    write_node_file(node, &path, &manifest).await
+/// Where the kubelet of the control-plane node reads `component`'s static pod (an edit restarts it).
+fn manifest_path(component: &str) -> String {
+    format!("/etc/kubernetes/manifests/{component}.yaml")
+}
+
+/// Rewrites the file `path` on `node` as `edit` says.
+async fn edit_node_file(node: &str, path: &str, edit: impl FnOnce(&str) -> std::result::Result<String, String>) -> std::result::Result<(), String> {
+    let edited = edit(&node_exec(node, &format!("cat {path}")).await?).map_err(|e| format!("{path} on {node}: {e}"))?;
+    write_node_file(node, path, &edited).await
 }
 
 /// Writes `content` to `path` on `node` through a temporary file, so the kubelet never reads half of it.
 async fn write_node_file(node: &str, path: &str, content: &str) -> std::result::Result<(), String> {
-    use tokio::io::AsyncWriteExt;
-    // The temporary file lives beside the target only outside the manifests directory, where the
-    // kubelet would take it for a pod.
+    // Not beside the target: in the manifests directory the kubelet would take it for a pod.
     let script = format!("cat > /tmp/dualstack-convert.tmp && mv /tmp/dualstack-convert.tmp {path}");
-    let mut child = tokio::process::Command::new("docker")
-        .args(["exec", "-i", node, "sh", "-c", &script])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("running docker exec {node}: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(content.as_bytes()).await.map_err(|e| format!("writing {path} on {node}: {e}"))?;
-    }
-    let out = child.wait_with_output().await.map_err(|e| format!("writing {path} on {node}: {e}"))?;
+    let mut command = tokio::process::Command::new("docker");
+    command.args(["exec", "-i", node, "sh", "-c", &script]);
+    let out = crate::machine::output_with_input(&mut command, content.as_bytes()).await.map_err(|e| format!("writing {path} on {node}: {e}"))?;
     if out.status.success() { Ok(()) } else { Err(format!("writing {path} on {node}: {}", String::from_utf8_lossy(&out.stderr).trim())) }
 }
 
 /// The API server with the new service ranges; done when a dry-run PreferDualStack Service gets
 /// exactly the new mode's families (the restarted server answers, with its allocators).
 async fn reconfigure_apiserver(client: &Client, node: &str, ranges: &Ranges, to: Mode) -> std::result::Result<(), String> {
-    edit_manifest(node, "kube-apiserver", &[("service-cluster-ip-range", &ranges.services)]).await?;
-    let want: Vec<String> = to.families().iter().map(|f| f.api_name().to_string()).collect();
-    let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    let probe: Service = serde_json::from_value(serde_json::json!({
-        "metadata": {"generateName": "dualstack-convert-probe-"},
-        "spec": {"ipFamilyPolicy": "PreferDualStack", "ports": [{"port": 80}]}
-    }))
-    .map_err(|e| e.to_string())?;
+    edit_node_file(node, &manifest_path("kube-apiserver"), |m| set_flag(m, "service-cluster-ip-range", &ranges.services)).await?;
+    let want = to.families();
     poll(&format!("kube-apiserver to serve {to} Services (a dry-run PreferDualStack Service gets {want:?})"), STEP_TIMEOUT, POLL_INTERVAL, || async {
-        let created = services.create(&PostParams { dry_run: true, ..Default::default() }, &probe).await?;
-        let families = created.spec.and_then(|s| s.ip_families).unwrap_or_default();
+        let families = crate::detect::service_families(client).await?;
         Ok(if families == want { Ok(()) } else { Err(format!("families {families:?}")) })
     })
     .await
@@ -338,9 +319,7 @@ async fn restart_leader(client: &Client, node: &str, component: &str, edit: impl
     let before = leases.get_opt(component).await.map_err(|e| e.to_string())?.map(holder).unwrap_or_default();
     let running = format!("crictl ps --name '^{component}$' -q");
     let old = node_exec(node, &running).await?;
-    let path = format!("/etc/kubernetes/manifests/{component}.yaml");
-    let manifest = edit(&node_exec(node, &format!("cat {path}")).await?).map_err(|e| format!("{path}: {e}"))?;
-    write_node_file(node, &path, &manifest).await?;
+    edit_node_file(node, &manifest_path(component), edit).await?;
     // The old process does not give up its lease when stopped; once it is gone, the lease is
     // deleted so that the new one leads at once instead of after the lease's 15 s.
     poll(&format!("the old {component} to stop"), STEP_TIMEOUT, POLL_INTERVAL, || async {
@@ -361,103 +340,6 @@ async fn restart_leader(client: &Client, node: &str, component: &str, edit: impl
     })
     .await
     .map_err(|e| e.to_string())
-}
-
-/// A static pod manifest labelled with the mode it now serves (`dualstack.io/converted-to`): a
-/// changed manifest is a new pod to the kubelet, started at once whatever the old one's back-off.
-pub fn labelled_converted_to(manifest: &str, to: Mode) -> std::result::Result<String, String> {
-    const LABEL: &str = "dualstack.io/converted-to:";
-    let mut out: Vec<String> = Vec::new();
-    let mut labelled = false;
-    for line in manifest.lines().filter(|l| !l.trim_start().starts_with(LABEL)) {
-        out.push(line.to_string());
-        // kubeadm writes metadata at two spaces, its labels at four.
-        if line == "  labels:" && !labelled {
-            out.push(format!("    {LABEL} {}", to.name()));
-            labelled = true;
-        }
-    }
-    if labelled { Ok(out.join("\n") + "\n") } else { Err("no metadata.labels in the manifest".to_string()) }
-}
-
-/// The podCIDRs of a node after the conversion, primary first: the range it has of each family
-/// it keeps and, on an upgrade, the added family's range with the same number (kind's mask sizes:
-/// /24 of 10.244.0.0/16, /64 of fd00:10:244::/56), which no other node can hold.
-pub fn converted_pod_cidrs(old: &[String], conversion: Conversion) -> std::result::Result<Vec<String>, String> {
-    let kept: Vec<&String> = old.iter().filter(|c| conversion.to.families().contains(&IpFamily::of_text(c).unwrap_or(IpFamily::IPv4))).collect();
-    let primary = kept.first().ok_or_else(|| format!("no {} podCIDR among {old:?}", conversion.to.primary()))?;
-    if !conversion.upgrades() {
-        return Ok(kept.into_iter().cloned().collect());
-    }
-    let net: ipnet::IpNet = primary.parse().map_err(|e| format!("podCIDR {primary}: {e}"))?;
-    let number: u128 = match net {
-        ipnet::IpNet::V4(v4) => u128::from((u32::from(v4.network()) >> 8) & 0xff),
-        ipnet::IpNet::V6(v6) => (u128::from(v6.network()) >> 64) & 0xff,
-    };
-    let added = match conversion.secondary() {
-        IpFamily::IPv4 => format!("10.244.{number}.0/24"),
-        IpFamily::IPv6 => format!("{}/64", std::net::Ipv6Addr::from((u128::from(std::net::Ipv6Addr::new(0xfd00, 0x10, 0x244, 0, 0, 0, 0, 0))) | (number << 64))),
-    };
-    Ok(vec![(*primary).clone(), added])
-}
-
-/// The Node object to create in place of `old`: its labels, annotations, taints (less the
-/// lifecycle ones the node controller owns) and status, with `pod_cidrs`.
-pub fn recreated_node(old: &serde_json::Value, pod_cidrs: &[String]) -> serde_json::Value {
-    let mut node = old.clone();
-    if let Some(metadata) = node.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-        for field in ["uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "deletionTimestamp", "ownerReferences"] {
-            metadata.remove(field);
-        }
-    }
-    let taints: Vec<serde_json::Value> = old["spec"]["taints"]
-        .as_array()
-        .map(|t| t.iter().filter(|t| !t["key"].as_str().unwrap_or_default().starts_with("node.kubernetes.io/")).cloned().collect())
-        .unwrap_or_default();
-    node["spec"]["podCIDR"] = serde_json::json!(pod_cidrs.first());
-    node["spec"]["podCIDRs"] = serde_json::json!(pod_cidrs);
-    node["spec"]["taints"] = serde_json::json!(taints);
-    node
-}
-
-/// `--node-ip=...` set to `ips` in the kubelet's kubeadm flags file.
-pub fn with_node_ips(flags_env: &str, ips: &[String]) -> std::result::Result<String, String> {
-    let joined = ips.join(",");
-    let mut found = false;
-    let words: Vec<String> = flags_env
-        .split(' ')
-        .map(|word| {
-            if let Some(rest) = word.strip_prefix("--node-ip=").or_else(|| word.strip_prefix("KUBELET_KUBEADM_ARGS=\"--node-ip=")) {
-                found = true;
-                let quote = if word.starts_with("KUBELET") { "KUBELET_KUBEADM_ARGS=\"" } else { "" };
-                let tail = if rest.ends_with('"') { "\"" } else { "" };
-                format!("{quote}--node-ip={joined}{tail}")
-            } else {
-                word.to_string()
-            }
-        })
-        .collect();
-    if found { Ok(words.join(" ")) } else { Err(format!("no --node-ip in {flags_env:?}")) }
-}
-
-/// The kubelet configuration with `clusterDNS` set to `dns`.
-pub fn with_cluster_dns(config: &str, dns: &[std::net::IpAddr]) -> std::result::Result<String, String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut lines = config.lines().peekable();
-    let mut found = false;
-    while let Some(line) = lines.next() {
-        if line == "clusterDNS:" {
-            found = true;
-            out.push(line.to_string());
-            while lines.peek().is_some_and(|l| l.starts_with("- ")) {
-                lines.next();
-            }
-            out.extend(dns.iter().map(|ip| format!("- {ip}")));
-        } else {
-            out.push(line.to_string());
-        }
-    }
-    if found { Ok(out.join("\n") + "\n") } else { Err("no clusterDNS in the kubelet configuration".to_string()) }
 }
 
 /// One node: forwarding of both families, the kubelet's node IPs and cluster DNS for the new mode, the Node object recreated
@@ -481,12 +363,8 @@ async fn recreate_node(client: &Client, node: &str, conversion: Conversion) -> s
                 .ok_or_else(|| format!("eth0 of {node} has no global {family} address (ip addr: {})", addresses.trim()))
         })
         .collect::<std::result::Result<_, _>>()?;
-    let flags_path = "/var/lib/kubelet/kubeadm-flags.env";
-    let flags = with_node_ips(node_exec(node, &format!("cat {flags_path}")).await?.trim_end(), &ips)?;
-    write_node_file(node, flags_path, &(flags + "\n")).await?;
-    let config_path = "/var/lib/kubelet/config.yaml";
-    let config = with_cluster_dns(&node_exec(node, &format!("cat {config_path}")).await?, &kind::cluster_dns(conversion.to))?;
-    write_node_file(node, config_path, &config).await?;
+    edit_node_file(node, "/var/lib/kubelet/kubeadm-flags.env", |flags| with_node_ips(flags.trim_end(), &ips).map(|f| f + "\n")).await?;
+    edit_node_file(node, "/var/lib/kubelet/config.yaml", |config| with_cluster_dns(config, &kind::cluster_dns(conversion.to))).await?;
 
     let old = serde_json::to_value(nodes.get(node).await.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let old_cidrs: Vec<String> = serde_json::from_value(old["spec"]["podCIDRs"].clone()).unwrap_or_default();
@@ -508,7 +386,7 @@ async fn recreate_node(client: &Client, node: &str, conversion: Conversion) -> s
         let got = nodes.get(node).await?;
         let internal = crate::objects::internal_ips(&got);
         let families: Vec<IpFamily> = internal.iter().filter_map(|ip| IpFamily::of_text(ip)).collect();
-        let ready = got.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let ready = crate::cluster::node_ready(&got);
         Ok(if ready && families == want_families { Ok(()) } else { Err(format!("Ready {ready}, InternalIPs {internal:?}")) })
     })
     .await
@@ -518,21 +396,11 @@ async fn recreate_node(client: &Client, node: &str, conversion: Conversion) -> s
 /// kube-proxy's `clusterCIDR` set to the new pod ranges, its pods restarted; done when every one
 /// of them is new and Ready.
 async fn reconfigure_kube_proxy(client: &Client, ranges: &Ranges) -> std::result::Result<(), String> {
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
-    let Some(map) = config_maps.get_opt("kube-proxy").await.map_err(|e| e.to_string())? else {
+    let edit = |config: &str| with_line(config, "clusterCIDR: ", &ranges.pods).unwrap_or_else(|| config.to_string());
+    if !edit_config_map(client, "kube-proxy", "config.conf", edit).await? {
         // `--kube-proxy none`: nothing to reconfigure.
         return Ok(());
-    };
-    let config = map.data.as_ref().and_then(|d| d.get("config.conf")).cloned().ok_or("kube-proxy's ConfigMap has no config.conf")?;
-    let edited: Vec<String> = config
-        .lines()
-        .map(|line| match line.trim_start().strip_prefix("clusterCIDR:") {
-            Some(_) => format!("{}clusterCIDR: {}", &line[..line.len() - line.trim_start().len()], ranges.pods),
-            None => line.to_string(),
-        })
-        .collect();
-    let patch = serde_json::json!({"data": {"config.conf": edited.join("\n") + "\n"}});
-    config_maps.patch("kube-proxy", &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|e| e.to_string())?;
+    }
     restart_daemon_set(client, "kube-proxy").await
 }
 
@@ -607,25 +475,14 @@ async fn reconfigure_cluster_dns(client: &Client, to: Mode) -> std::result::Resu
 /// kubeadm's record of the cluster (`kube-system/kubeadm-config`) with the new ranges, so that
 /// kubeadm (a join, an upgrade) sees the cluster as it now is.
 async fn record_in_kubeadm_config(client: &Client, ranges: &Ranges) -> std::result::Result<(), String> {
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
-    let map = config_maps.get("kubeadm-config").await.map_err(|e| e.to_string())?;
-    let config = map.data.as_ref().and_then(|d| d.get("ClusterConfiguration")).cloned().ok_or("kubeadm-config has no ClusterConfiguration")?;
-    let edited: Vec<String> = config
-        .lines()
-        .map(|line| {
-            let indent = &line[..line.len() - line.trim_start().len()];
-            if line.trim_start().starts_with("podSubnet:") {
-                format!("{indent}podSubnet: {}", ranges.pods)
-            } else if line.trim_start().starts_with("serviceSubnet:") {
-                format!("{indent}serviceSubnet: {}", ranges.services)
-            } else {
-                line.to_string()
-            }
-        })
-        .collect();
-    let patch = serde_json::json!({"data": {"ClusterConfiguration": edited.join("\n") + "\n"}});
-    config_maps.patch("kubeadm-config", &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|e| e.to_string())?;
-    Ok(())
+    let edit = |config: &str| {
+        let config = with_line(config, "podSubnet: ", &ranges.pods).unwrap_or_else(|| config.to_string());
+        with_line(&config, "serviceSubnet: ", &ranges.services).unwrap_or(config)
+    };
+    match edit_config_map(client, "kubeadm-config", "ClusterConfiguration", edit).await? {
+        true => Ok(()),
+        false => Err("kube-system has no kubeadm-config ConfigMap".to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -645,81 +502,4 @@ mod tests {
         assert_eq!(Conversion::new(from, to).map(|_| ()), expected.map_err(str::to_string));
     }
 
-    #[rstest]
-    #[case(Mode::Ipv4, Mode::Dual, &["10.244.2.0/24"], &["10.244.2.0/24", "fd00:10:244:2::/64"])]
-    #[case(Mode::Ipv4, Mode::Dual, &["10.244.0.0/24"], &["10.244.0.0/24", "fd00:10:244::/64"])]
-    #[case(Mode::Ipv6, Mode::DualIpv6Primary, &["fd00:10:244:3::/64"], &["fd00:10:244:3::/64", "10.244.3.0/24"])]
-    #[case(Mode::Dual, Mode::Ipv4, &["10.244.1.0/24", "fd00:10:244:1::/64"], &["10.244.1.0/24"])]
-    #[case(Mode::DualIpv6Primary, Mode::Ipv6, &["fd00:10:244:1::/64", "10.244.1.0/24"], &["fd00:10:244:1::/64"])]
-    fn pod_cidrs_keep_the_kept_family_and_number_the_added_one_alike(#[case] from: Mode, #[case] to: Mode, #[case] old: &[&str], #[case] new: &[&str]) {
-        let old: Vec<String> = old.iter().map(ToString::to_string).collect();
-        let conversion = Conversion::new(from, to).unwrap();
-        assert_eq!(converted_pod_cidrs(&old, conversion), Ok(new.iter().map(ToString::to_string).collect()));
-    }
-
-    #[test]
-    fn a_node_without_a_range_of_the_primary_family_is_an_error() {
-        let conversion = Conversion::new(Mode::Ipv4, Mode::Dual).unwrap();
-        assert_eq!(converted_pod_cidrs(&[], conversion), Err("no IPv4 podCIDR among []".to_string()));
-    }
-
-    #[test]
-    fn flags_are_rewritten_in_place_and_a_missing_one_is_named() {
-        let manifest = "spec:\n  containers:\n  - command:\n    - kube-apiserver\n    - --service-cluster-ip-range=10.96.0.0/16\n    - --tls-cert-file=x\n";
-        assert_eq!(
-            set_flag(manifest, "service-cluster-ip-range", "10.96.0.0/16,fd00:10:96::/112").as_deref(),
-            Ok("spec:\n  containers:\n  - command:\n    - kube-apiserver\n    - --service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112\n    - --tls-cert-file=x\n")
-        );
-        assert_eq!(set_flag(manifest, "cluster-cidr", "x"), Err("no --cluster-cidr in the manifest".to_string()));
-    }
-
-    #[test]
-    fn the_converted_to_label_is_added_once_and_follows_the_mode() {
-        let manifest = "apiVersion: v1\nkind: Pod\nmetadata:\n  labels:\n    component: kube-scheduler\n    tier: control-plane\n  name: kube-scheduler\nspec:\n  containers:\n  - command:\n    - kube-scheduler\n";
-        let dual = labelled_converted_to(manifest, Mode::Dual).unwrap();
-        assert_eq!(dual, manifest.replace("  labels:\n", "  labels:\n    dualstack.io/converted-to: dual\n"));
-        assert_eq!(labelled_converted_to(&dual, Mode::Ipv4).unwrap(), manifest.replace("  labels:\n", "  labels:\n    dualstack.io/converted-to: ipv4\n"));
-        assert_eq!(labelled_converted_to("kind: Pod\n", Mode::Dual), Err("no metadata.labels in the manifest".to_string()));
-    }
-
-    #[rstest]
-    #[case("KUBELET_KUBEADM_ARGS=\"--node-ip=172.18.0.2 --provider-id=kind://docker/c/c-worker --node-labels=\"", "KUBELET_KUBEADM_ARGS=\"--node-ip=172.18.0.2,fc00::2 --provider-id=kind://docker/c/c-worker --node-labels=\"")]
-    #[case("KUBELET_KUBEADM_ARGS=\"--provider-id=p --node-ip=172.18.0.2\"", "KUBELET_KUBEADM_ARGS=\"--provider-id=p --node-ip=172.18.0.2,fc00::2\"")]
-    fn node_ips_replace_the_kubelet_flag(#[case] flags: &str, #[case] expected: &str) {
-        assert_eq!(with_node_ips(flags, &["172.18.0.2".into(), "fc00::2".into()]).as_deref(), Ok(expected));
-    }
-
-    #[test]
-    fn cluster_dns_replaces_the_list() {
-        let config = "authorization:\n  mode: Webhook\nclusterDNS:\n- 10.96.0.10\nclusterDomain: cluster.local\n";
-        let dns = kind::cluster_dns(Mode::Dual);
-        assert_eq!(
-            with_cluster_dns(config, &dns).as_deref(),
-            Ok("authorization:\n  mode: Webhook\nclusterDNS:\n- 10.96.0.10\n- fd00:10:96::a\nclusterDomain: cluster.local\n")
-        );
-        assert_eq!(with_cluster_dns(&with_cluster_dns(config, &dns).unwrap(), &kind::cluster_dns(Mode::Ipv4)).as_deref(), Ok(config));
-    }
-
-    #[test]
-    fn a_recreated_node_keeps_its_identity_but_not_its_server_fields_or_lifecycle_taints() {
-        let old = serde_json::json!({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": "c-control-plane", "uid": "u", "resourceVersion": "7", "creationTimestamp": "t", "managedFields": [],
-                         "labels": {"node-role.kubernetes.io/control-plane": ""}, "annotations": {"a": "b"}},
-            "spec": {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"], "providerID": "kind://docker/c/c-control-plane",
-                     "taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}, {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]},
-            "status": {"allocatable": {"pods": "110"}}
-        });
-        let cidrs = vec!["10.244.0.0/24".to_string(), "fd00:10:244::/64".to_string()];
-        assert_eq!(
-            recreated_node(&old, &cidrs),
-            serde_json::json!({
-                "apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": "c-control-plane", "labels": {"node-role.kubernetes.io/control-plane": ""}, "annotations": {"a": "b"}},
-                "spec": {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24", "fd00:10:244::/64"], "providerID": "kind://docker/c/c-control-plane",
-                         "taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]},
-                "status": {"allocatable": {"pods": "110"}}
-            })
-        );
-    }
 }
