@@ -676,6 +676,18 @@ fn deleting_a_cluster_that_does_not_exist_is_bad_input() {
     assert!(stderr(&out).starts_with(&format!("error: no cluster named {name} on this machine")), "{}", stderr(&out));
 }
 
+/// Clusters a test keeps, deleted when it ends however it ends: a failed assertion must not leave
+/// nodes filling Docker's disk for the tests after it.
+struct DownAtTheEnd(Vec<String>);
+
+impl Drop for DownAtTheEnd {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = dualstack(&["cluster", "down", "--name", name]);
+        }
+    }
+}
+
 /// The conversion suite in every mode, on clusters the run creates and keeps: every planned case
 /// passes (upgrades ipv4 -> dual and ipv6 -> dual-ipv6-primary, downgrades back), each cluster then
 /// checks out as its new mode, a conversion that would change the primary family is refused, and
@@ -704,6 +716,7 @@ fn conversions_pass_every_row_and_a_failed_one_keeps_the_cluster() {
             Some((mode.to_string(), rest.split(' ').next()?.to_string()))
         })
         .collect();
+    let mut kept = DownAtTheEnd(clusters.values().cloned().collect());
     assert_eq!(clusters.len(), 4, "four clusters created:\n{output}");
     assert_eq!(status.code(), Some(0), "the conversion suite failed:\n{output}");
     let plan = listed(&["--suite", "conversion"]);
@@ -739,9 +752,9 @@ fn conversions_pass_every_row_and_a_failed_one_keeps_the_cluster() {
     assert!(err.contains(&format!("the cluster is kept as it is (KUBECONFIG={})", cluster_files(name).kubeconfig.display())), "{err}");
     assert!(!docker_leftovers(&worker2).is_empty(), "the cluster was not kept");
 
-    for name in clusters.values() {
-        assert_eq!(dualstack(&["cluster", "down", "--name", name]).status.code(), Some(0));
-        assert_eq!(docker_leftovers(name), Vec::<String>::new());
+    for name in std::mem::take(&mut kept.0) {
+        assert_eq!(dualstack(&["cluster", "down", "--name", &name]).status.code(), Some(0));
+        assert_eq!(docker_leftovers(&name), Vec::<String>::new());
     }
     let _ = std::fs::remove_dir_all(&reports);
 }

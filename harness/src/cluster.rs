@@ -77,6 +77,8 @@ impl KindCluster {
         ready_timeout: Duration,
     ) -> Result<(Self, UpTimings)> {
         machine::require_docker().await?;
+        // Held until the nodes are up, when the space they take shows as used.
+        let _disk = machine::promise_disk_for(name, spec.node_count()).await?;
         let kind = Kind::locate()?;
         let node_image = match node_image {
             Some(image) => image,
@@ -105,10 +107,15 @@ impl KindCluster {
         };
         if let Err(e) = waited {
             let e = match e {
+                // Why, as the pods say it (a CNI pod whose image containerd cannot unpack, ...).
                 Error::Timeout { what, seconds, last_seen } => Error::Timeout {
                     what,
                     seconds,
-                    last_seen: format!("{last_seen}; node logs exported to {}", files.dir.join("kind-logs").display()),
+                    last_seen: format!(
+                        "{last_seen}; {}; node logs exported to {}",
+                        crate::cni::diagnose(&client).await.summary,
+                        files.dir.join("kind-logs").display()
+                    ),
                 },
                 other => other,
             };
