@@ -7,11 +7,25 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
+/// Over the kernel's SCTP sockets, or the probe's own SCTP over raw IP where the kernel has none.
 pub fn connect_sctp(target: SocketAddr, timeout: Duration, bytes: usize) -> Result<Answer, String> {
-    let socket = Socket::new(Domain::for_address(target), Type::STREAM, Some(sctp())).map_err(|e| io_error("socket", e))?;
-    socket.connect_timeout(&target.into(), timeout).map_err(|e| io_error("connect", e))?;
-    exchange(socket.into(), timeout, bytes)
+    match Socket::new(Domain::for_address(target), Type::STREAM, Some(sctp())) {
+        Ok(socket) => {
+            socket.connect_timeout(&target.into(), timeout).map_err(|e| io_error("connect", e))?;
+            exchange(socket.into(), timeout, bytes)
+        }
+        Err(e) if e.raw_os_error() == Some(PROTOCOL_NOT_SUPPORTED) => {
+            let sent = payload(bytes);
+            let request = [sent.as_slice(), b"\n"].concat();
+            let reply = crate::sctp::exchange(target, timeout, &request, |reply| reply.iter().filter(|&&b| b == b'\n').count() >= 2)?;
+            read_reply(&mut std::io::Cursor::new(reply), &sent)
+        }
+        Err(e) => Err(io_error("socket", e)),
+    }
 }
+
+/// EPROTONOSUPPORT: what socket() says on a kernel built without SCTP.
+const PROTOCOL_NOT_SUPPORTED: i32 = 93;
 
 pub fn connect_tcp(target: SocketAddr, timeout: Duration, bytes: usize) -> Result<Answer, String> {
     let stream = TcpStream::connect_timeout(&target, timeout).map_err(|e| io_error("connect", e))?;
@@ -27,7 +41,12 @@ fn exchange(mut stream: TcpStream, timeout: Duration, bytes: usize) -> Result<An
     let mut request = sent.clone();
     request.push(b'\n');
     stream.write_all(&request).map_err(|e| io_error("send", e))?;
-    let mut reader = BufReader::new(stream);
+    read_reply(&mut BufReader::new(stream), &sent)
+}
+
+/// Reads the one-line JSON receipt, then the payload echoed back, which must be `sent`.
+fn read_reply(reader: &mut impl BufRead, sent: &[u8]) -> Result<Answer, String> {
+    let bytes = sent.len();
     let mut line = String::new();
     reader.read_line(&mut line).map_err(|e| io_error("receive (no receipt: the request did not arrive whole)", e))?;
     let answer: Answer = serde_json::from_str(line.trim()).map_err(|e| format!("unexpected answer {line:?}: {e}"))?;
@@ -37,9 +56,9 @@ fn exchange(mut stream: TcpStream, timeout: Duration, bytes: usize) -> Result<An
     let mut echoed = Vec::with_capacity(bytes + 1);
     let read = reader.read_until(b'\n', &mut echoed);
     let returned = echoed.strip_suffix(b"\n").unwrap_or(&echoed);
-    if returned != sent.as_slice() {
+    if returned != sent {
         let why = read.err().map(|e| io_error("receive", e)).unwrap_or_else(|| "connection closed".into());
-        return Err(format!("reply direction: {} of {bytes} bytes came back intact ({why})", common_prefix(returned, &sent)));
+        return Err(format!("reply direction: {} of {bytes} bytes came back intact ({why})", common_prefix(returned, sent)));
     }
     Ok(answer)
 }

@@ -10,12 +10,16 @@
 //!                                                 --count: N connections at once, a JSON array;
 //!                                                 --spread-ms: their starts spread evenly over N ms
 //! probe resolve NAME A|AAAA [--server IP] [--timeout-ms N]
-//! probe sctp-supported                            whether the kernel can open SCTP sockets
+//! probe sctp-supported                            whether (and how) the probe speaks SCTP here
 //! ```
+//!
+//! SCTP is the kernel's where it opens SCTP sockets, and otherwise the probe's own over raw IP
+//! (`sctp.rs`, needs CAP_NET_RAW): a kernel without SCTP sockets may still translate SCTP Services.
 #![forbid(unsafe_code)]
 
 mod client;
 mod dns;
+mod sctp;
 
 use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -174,9 +178,12 @@ fn run(args: &[String]) -> Result<i32, String> {
             Ok(if ok { 0 } else { 1 })
         }
         "sctp-supported" => {
-            let result = Socket::new(Domain::IPV4, Type::STREAM, Some(sctp()));
-            let ok = result.is_ok();
-            print_json(&serde_json::json!({"ok": ok, "error": result.err().map(|e| e.to_string())}));
+            let (ok, via) = match (Socket::new(Domain::IPV4, Type::STREAM, Some(sctp())), sctp::raw_socket(false)) {
+                (Ok(_), _) => (true, "kernel sockets".to_string()),
+                (Err(kernel), Ok(_)) => (true, format!("the probe's own SCTP over raw IP (the kernel's sockets: {kernel})")),
+                (Err(kernel), Err(raw)) => (false, format!("neither the kernel's sockets ({kernel}) nor raw IP ({raw})")),
+            };
+            print_json(&serde_json::json!({"ok": ok, "via": via}));
             Ok(if ok { 0 } else { 1 })
         }
         other => Err(format!("unknown command {other}")),
@@ -185,7 +192,7 @@ fn run(args: &[String]) -> Result<i32, String> {
 
 /// IPPROTO_SCTP.
 fn sctp() -> Protocol {
-    Protocol::from(132)
+    Protocol::from(sctp::PROTOCOL)
 }
 
 fn print_json<T: Serialize>(value: &T) {
@@ -232,13 +239,20 @@ fn serve(port: u16) {
             }
             Err(e) => eprintln!("tcp {family:?} :{port} not served: {e}"),
         }
-        // SCTP one-to-one sockets behave like TCP streams; kernels without SCTP refuse the socket.
+        // SCTP one-to-one sockets behave like TCP streams; kernels without SCTP refuse the socket,
+        // and then the probe speaks SCTP itself where it may open raw sockets.
         match bind(family, Type::STREAM, Some(sctp()), port) {
             Ok(s) => {
                 let listener: TcpListener = s.into();
                 workers.push(std::thread::spawn(move || serve_tcp(listener)));
             }
-            Err(e) => eprintln!("sctp {family:?} :{port} not served: {e}"),
+            Err(kernel) => match sctp::raw_socket(family == Domain::IPV6) {
+                Ok(socket) => {
+                    eprintln!("sctp {family:?} :{port} served over raw IP (the kernel's SCTP sockets: {kernel})");
+                    workers.push(std::thread::spawn(move || sctp::serve(&socket, port, |client, request| echo_reply(client.to_string(), request))));
+                }
+                Err(raw) => eprintln!("sctp {family:?} :{port} not served: the kernel's sockets: {kernel}; raw IP: {raw}"),
+            },
         }
         match bind(family, Type::DGRAM, None, port) {
             Ok(s) => {
@@ -282,14 +296,16 @@ fn answer_tcp(stream: TcpStream) -> std::io::Result<()> {
         let body = serde_json::to_string(&Answer { hostname: hostname(), client, bytes: 0 })?;
         write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
     } else {
-        // The receipt first (so a client can tell which direction lost data), then the payload
-        // echoed back.
-        let payload = first.trim_end_matches('\n');
-        let body = serde_json::to_string(&Answer { hostname: hostname(), client, bytes: payload.len() })?;
-        writeln!(stream, "{body}")?;
-        stream.write_all(payload.as_bytes())?;
-        stream.write_all(b"\n")
+        stream.write_all(&echo_reply(client, first.as_bytes()))
     }
+}
+
+/// The answer to a request line: the receipt first (so a client can tell which direction lost
+/// data), then the payload echoed back, each ending in a newline.
+fn echo_reply(client: String, request: &[u8]) -> Vec<u8> {
+    let payload = request.strip_suffix(b"\n").unwrap_or(request);
+    let body = serde_json::to_string(&Answer { hostname: hostname(), client, bytes: payload.len() }).unwrap_or_default();
+    [body.as_bytes(), b"\n", payload, b"\n"].concat()
 }
 
 fn serve_udp(socket: UdpSocket) {

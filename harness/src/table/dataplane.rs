@@ -24,7 +24,10 @@ pub enum Check {
     ServicePorts,
     EndpointSlices,
     LegacyEndpoints,
+    /// Pod to pod over SCTP.
     Sctp,
+    /// Pod to a Service's ClusterIP over SCTP.
+    SctpService,
     Hairpin,
     EndpointUpdate,
     LargePayload,
@@ -52,9 +55,9 @@ pub enum Protocol {
     Tcp,
     Http,
     Udp,
-    /// Only the `sctp` check speaks it (where the kernel has SCTP); tables cannot ask for it: a
-    /// Service or hostPort of SCTP on a kernel without it would fail kube-proxy's or the CNI's
-    /// rules for everything else too.
+    /// Only the SCTP checks speak it, from the fixture's SCTP pods (allowed raw sockets, for the
+    /// probe's own SCTP where the kernel opens no SCTP sockets); tables cannot ask for it, since
+    /// their rows' client pods may not open raw sockets.
     #[serde(skip_deserializing)]
     Sctp,
 }
@@ -230,6 +233,7 @@ impl Check {
             Check::LoadBalancerIngress => CheckGroup::LoadBalancer,
             Check::PodToPod
             | Check::Sctp
+            | Check::SctpService
             | Check::Hairpin
             | Check::EndpointUpdate
             | Check::LargePayload
@@ -267,7 +271,7 @@ impl DataplaneRow {
         };
         match check {
             Check::NodeInternalIps | Check::NodePodCidrs | Check::HealthCheckNodePort => nodes.iter().map(|n| action(Some(n), None)).collect(),
-            Check::Sctp => vec![action(None, Some(Variant::Protocol(Protocol::Sctp)))],
+            Check::Sctp | Check::SctpService => vec![action(None, Some(Variant::Protocol(Protocol::Sctp)))],
             Check::EndpointSlices => [Aspect::Echo, Aspect::SingleFamily].map(|a| action(None, Some(Variant::Aspect(a)))).to_vec(),
             Check::DnsClusterIp | Check::DnsHeadless => [Aspect::Record, Aspect::SingleFamily].map(|a| action(None, Some(Variant::Aspect(a)))).to_vec(),
             Check::NodePortEveryFamily => self
@@ -384,6 +388,7 @@ mod tests {
     #[case(Check::NodePortEveryFamily, &[Protocol::Tcp, Protocol::Udp], IpFamily::IPv6,
         &["control-plane-tcp-ipv6", "worker-tcp-ipv6", "worker2-tcp-ipv6", "control-plane-udp-ipv6", "worker-udp-ipv6", "worker2-udp-ipv6"])]
     #[case(Check::Sctp, &[Protocol::Tcp], IpFamily::IPv6, &["sctp-ipv6"])]
+    #[case(Check::SctpService, &[Protocol::Tcp], IpFamily::IPv4, &["sctp-ipv4"])]
     #[case(Check::EndpointSlices, &[Protocol::Tcp], IpFamily::IPv4, &["echo-ipv4", "single-family-ipv4"])]
     #[case(Check::DnsClusterIp, &[Protocol::Tcp], IpFamily::IPv4, &["a-ipv4", "single-family-ipv4"])]
     #[case(Check::DnsHeadless, &[Protocol::Tcp], IpFamily::IPv6, &["aaaa-ipv6", "single-family-ipv6"])]

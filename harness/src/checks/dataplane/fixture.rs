@@ -15,7 +15,7 @@ use crate::retry::Retries;
 use crate::wait::poll;
 use super::reach::{Endpoint, Expected, Missing, SERVICE_PORT};
 use crate::table::connect::{self, Destination};
-use crate::table::dataplane::{DataplaneRow, RowKind};
+use crate::table::dataplane::{Check, DataplaneRow, RowKind};
 use super::verdict::listed;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -41,6 +41,12 @@ pub const SECOND_CLIENT: &str = "client-b";
 const WORKER_CLIENT: &str = "client-a";
 /// The pod serving on the fixture's hostPort, on the first worker.
 const HOST_PORT_POD: &str = "host-port-0";
+/// The SCTP rows' client, on the control-plane node; their servers (`role=sctp-server`) are on
+/// the workers, the first labelled `sctp-peer=yes` for the pod-to-pod row. Only these pods may open
+/// raw sockets: the probe's own SCTP needs them where the kernel has no SCTP sockets.
+pub const SCTP_CLIENT: &str = "sctp-client";
+/// The SCTP rows' Service (SCTP only, so the other rows' Services never carry an SCTP port).
+pub const SCTP_SERVICE: &str = "echo-sctp";
 /// How long a cluster's load balancer may take to give the fixture's LoadBalancer Services their
 /// addresses; none by then, and the cluster has none.
 const LOAD_BALANCER_WAIT: Duration = Duration::from_secs(20);
@@ -81,6 +87,22 @@ pub struct Fixture {
 
 pub fn name_of<K: kube::Resource>(obj: &K) -> String {
     obj.meta().name.clone().unwrap_or_default()
+}
+
+/// A probe pod of the SCTP rows: root with CAP_NET_RAW alone, which the probe's own SCTP over raw
+/// IP needs (a non-root user would not keep the capability across exec).
+fn sctp_pod(name: &str, node: &str, labels: &[(&str, &str)]) -> Pod {
+    let mut pod = probe_pod::probe_pod(name, node, labels, false);
+    if let Some(container) = pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+        container.security_context = Some(k8s_openapi::api::core::v1::SecurityContext {
+            run_as_user: Some(0),
+            run_as_non_root: Some(false),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(k8s_openapi::api::core::v1::Capabilities { add: Some(vec!["NET_RAW".into()]), drop: Some(vec!["ALL".into()]) }),
+            ..Default::default()
+        });
+    }
+    pod
 }
 
 /// The labels of `nodes` by the plan's rule.
@@ -206,6 +228,14 @@ impl Fixture {
             Self::host_network_pod("host-client", &cp, self.host_port + 1)?,
         ];
         pods.extend(super::policy::pods(rows, |label| self.node(label).map(name_of), &worker));
+        let sctp = rows.iter().any(|r| matches!(r.check(), Some(Check::Sctp | Check::SctpService)));
+        if sctp {
+            pods.extend([
+                sctp_pod(SCTP_CLIENT, &cp, &[("role", "sctp-client")]),
+                sctp_pod("sctp-server-0", &worker, &[("role", "sctp-server"), ("sctp-peer", "yes")]),
+                sctp_pod("sctp-server-1", &second, &[("role", "sctp-server")]),
+            ]);
+        }
         for pod in &pods {
             self.pods.create(&PostParams::default(), pod).await?;
         }
@@ -246,6 +276,9 @@ impl Fixture {
             let balanced = serde_json::json!({"type": "LoadBalancer", "ipFamilyPolicy": "SingleStack", "ipFamilies": [family.api_name()]});
             services.push(service(&format!("echo-lb-only-{}", family.slug()), serde_json::json!({"role": "server"}), balanced, PROBE_PORT));
         }
+        if sctp {
+            services.push(service_with(SCTP_SERVICE, serde_json::json!({"role": "sctp-server"}), &none, PROBE_PORT, &["SCTP"]));
+        }
         for row in rows {
             let RowKind::Connect(connect) = &row.kind else { continue };
             let Some(name) = connect.service_name(&row.id) else { continue };
@@ -272,6 +305,9 @@ impl Fixture {
         probe_pod::wait_pods_ready(&self.pods, &names, timeout).await?;
         // Services are usable once their EndpointSlices list all of their pods in every family.
         let mut awaited: Vec<(String, String)> = vec![("echo".into(), "role=server".into()), ("echo-update".into(), "role=update".into())];
+        if sctp {
+            awaited.push((SCTP_SERVICE.into(), "role=sctp-server".into()));
+        }
         awaited.extend(rows.iter().filter_map(|row| match &row.kind {
             RowKind::Connect(connect) => connect.service_name(&row.id).map(|name| (name, connect.servers.clone())),
             RowKind::Check(_) => None,
