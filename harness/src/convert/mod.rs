@@ -173,12 +173,37 @@ pub async fn convert(client: &Client, files: &ClusterFiles, conversion: Conversi
     Ok(timings)
 }
 
-/// Runs one step: its name and time, or its failure as the step's error.
-async fn timed(step: Step, work: impl std::future::Future<Output = std::result::Result<(), String>>) -> Result<(String, Duration)> {
+/// Runs one step: its name (with what it had to say, if anything) and time, or its failure as the
+/// step's error.
+async fn timed<T: StepNote>(step: Step, work: impl std::future::Future<Output = std::result::Result<T, String>>) -> Result<(String, Duration)> {
     let started = Instant::now();
     match work.await {
-        Ok(()) => Ok((step.name, started.elapsed())),
+        Ok(done) => {
+            let name = match done.note() {
+                Some(note) => format!("{} ({note})", step.name),
+                None => step.name,
+            };
+            Ok((name, started.elapsed()))
+        }
         Err(cause) => Err(step.failed(cause).await),
+    }
+}
+
+/// What a finished step adds to its name in the timings.
+trait StepNote {
+    fn note(self) -> Option<String>;
+}
+
+impl StepNote for () {
+    fn note(self) -> Option<String> {
+        None
+    }
+}
+
+/// A step that may have had to repeat itself, saying so.
+impl StepNote for Option<String> {
+    fn note(self) -> Option<String> {
+        self
     }
 }
 
@@ -234,7 +259,7 @@ struct Step {
 impl Step {
     async fn failed(self, cause: String) -> Error {
         let logs = match self.name.as_str() {
-            "kube-apiserver" | "kube-controller-manager" => container_logs(&self.node, &self.name).await,
+            "kube-apiserver" | "kube-controller-manager" | "kube-scheduler" => static_pod_logs(&self.node, &self.name).await,
             name if name.starts_with("node ") => node_exec(&self.node, "journalctl -u kubelet --no-pager -n 15 -o cat").await.unwrap_or_else(|e| e),
             _ => String::new(),
         };
@@ -242,9 +267,15 @@ impl Step {
     }
 }
 
-/// The last log lines of a control-plane container on `node` (the newest one of that name).
-async fn container_logs(node: &str, container: &str) -> String {
-    let script = format!("id=$(crictl ps -a --name '^{container}$' -q | head -n 1); [ -n \"$id\" ] && crictl logs --tail 15 \"$id\" 2>&1");
+/// The last log lines of a control-plane component's container on `node` (the newest one of that
+/// name); when the kubelet never started one, what the kubelet last said about its pod.
+async fn static_pod_logs(node: &str, component: &str) -> String {
+    let script = format!(
+        "id=$(crictl ps -a --name '^{component}$' -q | head -n 1); \
+         if [ -n \"$id\" ]; then crictl logs --tail 15 \"$id\" 2>&1; \
+         else echo 'no {component} container (running or exited); the kubelet on {component}'\\''s pod:'; \
+         journalctl -u kubelet --no-pager -o cat | grep -F '{component}' | tail -n 15; fi"
+    );
     node_exec(node, &script).await.unwrap_or_else(|e| e)
 }
 
@@ -288,8 +319,12 @@ async fn edit_node_file(node: &str, path: &str, edit: impl FnOnce(&str) -> std::
 
 /// Writes `content` to `path` on `node` through a temporary file, so the kubelet never reads half of it.
 async fn write_node_file(node: &str, path: &str, content: &str) -> std::result::Result<(), String> {
-    // Not beside the target: in the manifests directory the kubelet would take it for a pod.
-    let script = format!("cat > /tmp/dualstack-convert.tmp && mv /tmp/dualstack-convert.tmp {path}");
+    // Not beside the target: in the manifests directory the kubelet would take it for a pod. Named
+    // after the target: the controller-manager's and the scheduler's manifests are written at once,
+    // and through one shared file one's content could land in the other's manifest (seen: a
+    // failed `mv`, and a controller-manager that never started).
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let script = format!("cat > /tmp/dualstack-convert-{file}.tmp && mv /tmp/dualstack-convert-{file}.tmp {path}");
     let mut command = tokio::process::Command::new("docker");
     command.args(["exec", "-i", node, "sh", "-c", &script]);
     let out = crate::machine::output_with_input(&mut command, content.as_bytes()).await.map_err(|e| format!("writing {path} on {node}: {e}"))?;
@@ -316,7 +351,7 @@ async fn reconfigure_apiserver(client: &Client, node: &str, ranges: &Ranges, to:
 async fn restart_leader(client: &Client, node: &str, component: &str, edit: impl FnOnce(&str) -> std::result::Result<String, String>) -> std::result::Result<(), String> {
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "kube-system");
     let holder = |lease: k8s_openapi::api::coordination::v1::Lease| lease.spec.and_then(|s| s.holder_identity).unwrap_or_default();
-    let before = leases.get_opt(component).await.map_err(|e| e.to_string())?.map(holder).unwrap_or_default();
+    let holder_before = leases.get_opt(component).await.map_err(|e| e.to_string())?.map(holder).unwrap_or_default();
     let running = format!("crictl ps --name '^{component}$' -q");
     let old = node_exec(node, &running).await?;
     edit_node_file(node, &manifest_path(component), edit).await?;
@@ -336,7 +371,7 @@ async fn restart_leader(client: &Client, node: &str, component: &str, edit: impl
     poll(&format!("the restarted {component} to take its lease"), STEP_TIMEOUT, POLL_INTERVAL, || async {
         let Some(lease) = leases.get_opt(component).await? else { return Ok(Err("no lease yet".to_string())) };
         let now = holder(lease);
-        Ok(if now != before && !now.is_empty() { Ok(()) } else { Err(format!("lease held by {now}")) })
+        Ok(if now != holder_before && !now.is_empty() { Ok(()) } else { Err(format!("lease held by {now}")) })
     })
     .await
     .map_err(|e| e.to_string())
@@ -440,7 +475,7 @@ async fn restart_daemon_set(client: &Client, name: &str) -> std::result::Result<
 /// keeps answering), waited for.
 async fn restart_deployment(client: &Client, name: &str) -> std::result::Result<(), String> {
     let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), "kube-system");
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs().to_string()).unwrap_or_default();
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis().to_string()).unwrap_or_default();
     let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {"dualstack.io/converted-at": stamp}}}}});
     let deployment = api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|e| e.to_string())?;
     let (generation, replicas) = (deployment.metadata.generation, deployment.spec.and_then(|s| s.replicas).unwrap_or(1));
@@ -458,7 +493,7 @@ async fn restart_deployment(client: &Client, name: &str) -> std::result::Result<
 
 /// kube-dns with an address of each family of the new mode (the kubelets name both), CoreDNS
 /// restarted so that its pods get addresses of each.
-async fn reconfigure_cluster_dns(client: &Client, to: Mode) -> std::result::Result<(), String> {
+async fn reconfigure_cluster_dns(client: &Client, to: Mode) -> std::result::Result<Option<String>, String> {
     if to.is_dual() {
         crate::cluster::serve_dns_on_both_families(client, to).await.map_err(|e| e.to_string())?;
     } else {
@@ -466,10 +501,45 @@ async fn reconfigure_cluster_dns(client: &Client, to: Mode) -> std::result::Resu
         let patch = serde_json::json!({"spec": {"ipFamilyPolicy": "SingleStack"}});
         services.patch("kube-dns", &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|e| e.to_string())?;
     }
-    // Done when the new replicas are available: whether they have an address of each family is
-    // the CNI's doing, judged by the suites (a conversion that waited for it would hide a CNI that
+    // Done when the new replicas are available. A CNI adopts a node's new podCIDRs on its own
+    // schedule (ours within its 5 s resync), so a replica started on a node just recreated may get
+    // the old families only: CoreDNS is rolled again, a few seconds apart, until every replica has
+    // exactly the new mode's families, at most `DNS_ROLLS` times. Past that, the replicas are left
+    // as they are for the suites to judge (a conversion that failed here would hide a CNI that
     // ignores the new podCIDRs behind a setup failure).
-    restart_deployment(client, "coredns").await
+    let mut short = Vec::new();
+    for roll in 1..=DNS_ROLLS {
+        if roll > 1 {
+            tokio::time::sleep(CNI_RESYNC).await;
+        }
+        restart_deployment(client, "coredns").await?;
+        short = replicas_without_families(client, "k8s-app=kube-dns", to).await?;
+        if short.is_empty() {
+            return Ok((roll > 1).then(|| format!("rolled {roll} times: the CNI gave the earlier replicas the old families")));
+        }
+    }
+    Ok(Some(format!("rolled {DNS_ROLLS} times, and still {} (left for the suites to judge)", short.join(", "))))
+}
+
+/// How many times CoreDNS is rolled for its replicas to get the new mode's families.
+const DNS_ROLLS: u32 = 3;
+/// The pause between two rolls, for the CNI to adopt the nodes' new podCIDRs.
+const CNI_RESYNC: Duration = Duration::from_secs(5);
+
+/// The running kube-system pods matching `selector` whose addresses are not exactly one of each
+/// of `mode`'s families, in order; each named with the addresses it has.
+async fn replicas_without_families(client: &Client, selector: &str, mode: Mode) -> std::result::Result<Vec<String>, String> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), "kube-system");
+    let listed = pods.list(&ListParams::default().labels(selector)).await.map_err(|e| e.to_string())?.items;
+    Ok(listed
+        .iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+        .filter_map(|pod| {
+            let ips = crate::objects::pod_ips(pod);
+            let families: Vec<IpFamily> = ips.iter().filter_map(|ip| IpFamily::of_text(ip)).collect();
+            (families != mode.families()).then(|| format!("pod {} has {ips:?}", pod.metadata.name.clone().unwrap_or_default()))
+        })
+        .collect())
 }
 
 /// kubeadm's record of the cluster (`kube-system/kubeadm-config`) with the new ranges, so that
@@ -500,6 +570,22 @@ mod tests {
     #[case(Mode::Dual, Mode::Ipv6, Err("dual -> ipv6 would change the primary family from IPv4 to IPv6: Kubernetes keeps every Service's first clusterIP and the kubernetes Service's address, so only the second family can be added or removed (possible from dual: ipv4)"))]
     fn conversions_keep_the_primary_family(#[case] from: Mode, #[case] to: Mode, #[case] expected: std::result::Result<(), &str>) {
         assert_eq!(Conversion::new(from, to).map(|_| ()), expected.map_err(str::to_string));
+    }
+
+    #[rstest]
+    #[case(None, "kube-controller-manager")]
+    #[case(Some("started by restarting the kubelet"), "kube-controller-manager (started by restarting the kubelet)")]
+    #[tokio::test]
+    async fn a_step_that_needed_help_says_so_in_its_timing(#[case] help: Option<&str>, #[case] expected: &str) {
+        let step = Step {
+            cluster: "c".into(),
+            conversion: Conversion::of(Mode::Dual),
+            name: "kube-controller-manager".into(),
+            node: "c-control-plane".into(),
+            kubeconfig: "k".into(),
+        };
+        let (name, _) = timed(step, async { Ok(help.map(str::to_string)) }).await.map_err(|e| e.to_string()).unwrap();
+        assert_eq!(name, expected);
     }
 
 }
