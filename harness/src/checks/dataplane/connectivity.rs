@@ -10,7 +10,7 @@ use super::verdict::{fail, listed, skip, verdict};
 use crate::checks::Outcome;
 use crate::error::{Error, Result};
 use crate::objects::{internal_ips, of_family, pod_ips};
-use crate::probe_pod::{self, PROBE_PORT};
+use crate::probe_pod::PROBE_PORT;
 use crate::table::dataplane::{Action, Aspect, Check, DataplaneRow, Protocol, SourceRule, Variant};
 use crate::wait::poll;
 use std::collections::BTreeSet;
@@ -44,7 +44,7 @@ pub async fn run(fixture: &Fixture, row: &DataplaneRow, action: &Action) -> Resu
         Check::Sctp | Check::SctpService => {
             // The kernel's SCTP sockets, or the probe's own SCTP over raw IP: skipped only where
             // neither works.
-            let supported = probe_pod::exec(&fixture.pods, SCTP_CLIENT, &["sctp-supported".into()]).await?;
+            let supported = fixture.sctp_support().await?;
             if supported.contains("\"ok\":false") {
                 return Ok(skip(format!("the probe cannot speak SCTP in pod {SCTP_CLIENT}: {}", supported.trim())));
             }

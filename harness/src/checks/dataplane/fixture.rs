@@ -81,6 +81,8 @@ pub struct Fixture {
     policy_enforcement: OnceCell<super::policy::Enforcement>,
     /// The endpoint-update pod's deletion, done once by whichever endpoint-update action runs first.
     update_pod_deleted: OnceCell<std::result::Result<(), String>>,
+    /// What `probe sctp-supported` said in the SCTP client, asked once by the first SCTP action.
+    sctp_support: OnceCell<std::result::Result<String, String>>,
     /// The id of the row that checks pod IPs (D03), which every path through a pod depends on.
     pod_ips_row: Option<String>,
 }
@@ -161,6 +163,7 @@ impl Fixture {
             policy_enforcement: OnceCell::new(),
             started,
             update_pod_deleted: OnceCell::new(),
+            sctp_support: OnceCell::new(),
             pod_ips_row,
         };
         if let Err(e) = fixture.populate(rows, timeout).await {
@@ -535,6 +538,16 @@ impl Fixture {
             .get_or_init(|| async { self.pods.delete(DELETED_UPDATE_POD, &DeleteParams::default()).await.map(|_| ()).map_err(|e| e.to_string()) })
             .await;
         deleted.clone().map_err(|e| Error::Environment(format!("deleting pod {DELETED_UPDATE_POD}: {e}")))
+    }
+
+    /// Whether (and how) the probe speaks SCTP in the SCTP client: `probe sctp-supported`'s JSON,
+    /// asked once for every SCTP action of the fixture.
+    pub async fn sctp_support(&self) -> Result<String> {
+        let said = self
+            .sctp_support
+            .get_or_init(|| async { probe_pod::exec(&self.pods, SCTP_CLIENT, &["sctp-supported".into()]).await.map_err(|e| e.to_string()) })
+            .await;
+        said.clone().map_err(|e| Error::Environment(format!("asking pod {SCTP_CLIENT} whether the probe speaks SCTP: {e}")))
     }
 
     /// Runs a command inside a fixture pod and returns its stdout.
