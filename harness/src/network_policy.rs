@@ -41,7 +41,7 @@ const MANIFEST: &str = include_str!("../../fixtures/network-policy/kube-network-
 const DAEMONSET: &str = "kube-network-policies";
 
 /// Installs kube-network-policies into the cluster of `files` and waits until every node's agent is
-/// Ready (its readiness probe: the agent's table with its queue rules is in place).
+/// Ready (its startup probe: the agent's table with its queue rules is in place).
 pub async fn install(client: &Client, files: &ClusterFiles, timeout: Duration) -> Result<String> {
     let failed = |cause: String| Error::NetworkPolicyInstall { cause };
     kubectl(files, &["apply", "-f", "-"], MANIFEST).await.map_err(failed)?;

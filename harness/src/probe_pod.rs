@@ -112,7 +112,7 @@ pub fn probe_pod(name: &str, node: &str, labels: &[(&str, &str)], host_network: 
                 "runAsNonRoot": true, "runAsUser": 65534, "allowPrivilegeEscalation": false,
                 "capabilities": {"drop": ["ALL"]}
             },
-            "readinessProbe": {"tcpSocket": {"port": PROBE_PORT}, "periodSeconds": 1}
+            "startupProbe": startup_probe(PROBE_PORT)
         }]
     });
     Pod {
@@ -121,6 +121,14 @@ pub fn probe_pod(name: &str, node: &str, labels: &[(&str, &str)], host_network: 
         spec: serde_json::from_value(spec).ok(),
         ..Default::default()
     }
+}
+
+/// Ready once the probe accepts on `port`, probed every second until then and never after: the
+/// kubelet would otherwise probe every pod of the fixture every second for its whole life. The
+/// threshold is generous (the kubelet restarts the container once it is spent): on a loaded 2-core
+/// machine a container may take many seconds to start.
+pub fn startup_probe(port: u16) -> serde_json::Value {
+    serde_json::json!({"tcpSocket": {"port": port}, "periodSeconds": 1, "failureThreshold": 120})
 }
 
 /// Waits until every named pod is Ready; returns them.
@@ -236,4 +244,19 @@ pub async fn resolve(pods: &Api<Pod>, pod: &str, name: &str, qtype: &str, server
 
 fn parse<T: for<'de> Deserialize<'de>>(out: &str, pod: &str) -> Result<T> {
     serde_json::from_str(out.trim()).map_err(|source| Error::Probe { pod: pod.into(), output: out.trim().into(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    #[test]
+    fn a_probe_pod_is_ready_once_it_accepts_and_never_probed_after() {
+        let pod = super::probe_pod("client", "node", &[("role", "client")], false);
+        let spec = pod.spec.expect("the probe pod's JSON is a PodSpec");
+        let container = &spec.containers[0];
+        let startup = container.startup_probe.as_ref().and_then(|p| p.tcp_socket.as_ref()).map(|t| t.port.clone());
+        assert_eq!(startup, Some(IntOrString::Int(i32::from(super::PROBE_PORT))));
+        assert!(container.readiness_probe.is_none(), "{:?}", container.readiness_probe);
+    }
 }

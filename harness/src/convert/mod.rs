@@ -502,7 +502,7 @@ async fn reconfigure_cluster_dns(client: &Client, to: Mode) -> std::result::Resu
         services.patch("kube-dns", &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|e| e.to_string())?;
     }
     // Done when the new replicas are available. A CNI adopts a node's new podCIDRs on its own
-    // schedule (ours within its 5 s resync), so a replica started on a node just recreated may get
+    // schedule (ours as soon as it sees the node change), so a replica started on a node just recreated may get
     // the old families only: CoreDNS is rolled again, a few seconds apart, until every replica has
     // exactly the new mode's families, at most `DNS_ROLLS` times. Past that, the replicas are left
     // as they are for the suites to judge (a conversion that failed here would hide a CNI that

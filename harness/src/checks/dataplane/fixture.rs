@@ -193,7 +193,7 @@ impl Fixture {
         let mut pod = probe_pod::probe_pod(name, node, &[("role", name)], true);
         if let Some(container) = pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
             container.command = Some(vec![probe_pod::PROBE_BINARY.into(), "serve".into(), "--port".into(), port.to_string()]);
-            container.readiness_probe = Some(json(serde_json::json!({"tcpSocket": {"port": port}, "periodSeconds": 1}))?);
+            container.startup_probe = Some(json(probe_pod::startup_probe(port))?);
             container.ports = None;
         }
         Ok(pod)
@@ -239,9 +239,10 @@ impl Fixture {
                 sctp_pod("sctp-server-1", &second, &[("role", "sctp-server")]),
             ]);
         }
-        for pod in &pods {
-            self.pods.create(&PostParams::default(), pod).await?;
-        }
+        // All at once: one by one, on a loaded 2-core machine, the last of 29 pods was posted
+        // seconds after the first and started that much later.
+        let post = PostParams::default();
+        futures::future::try_join_all(pods.iter().map(|pod| self.pods.create(&post, pod))).await?;
         super::policy::create_row_policies(self, rows).await?;
         let dual = if self.mode.is_dual() { "RequireDualStack" } else { "SingleStack" };
         let ports = |target: u16, protocols: &[&str]| {
@@ -296,14 +297,18 @@ impl Fixture {
             services.push(service_with(&name, selector_of(&connect.servers)?, &extra, PROBE_PORT, &protocols));
         }
         let api: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
-        for svc in services {
-            let name = svc["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            api.create(&PostParams::default(), &json(svc)?).await.map_err(|e| match e {
-                // A row's Service the API server refuses (a vendor's `service:` fields) names the row.
-                kube::Error::Api(status) => Error::Environment(format!("creating the fixture's Service {name}: {}", status.message)),
-                other => other.into(),
-            })?;
-        }
+        futures::future::try_join_all(services.into_iter().map(|svc| {
+            let (api, post) = (&api, &post);
+            async move {
+                let name = svc["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                api.create(post, &json(svc)?).await.map_err(|e| match e {
+                    // A row's Service the API server refuses (a vendor's `service:` fields) names the row.
+                    kube::Error::Api(status) => Error::Environment(format!("creating the fixture's Service {name}: {}", status.message)),
+                    other => other.into(),
+                })
+            }
+        }))
+        .await?;
         let names: Vec<&str> = pods.iter().filter_map(|p| p.metadata.name.as_deref()).collect();
         probe_pod::wait_pods_ready(&self.pods, &names, timeout).await?;
         // Services are usable once their EndpointSlices list all of their pods in every family.

@@ -89,16 +89,22 @@ fn policy_object(name: &str, label: &str, spec: &serde_json::Value) -> Result<Ne
 /// Creates each policy row's NetworkPolicy (`row-<id>`); the API server's refusal names the row.
 pub async fn create_row_policies(fixture: &Fixture, rows: &[&DataplaneRow]) -> Result<()> {
     let api: Api<NetworkPolicy> = Api::namespaced(fixture.client(), &fixture.namespace);
-    for row in rows {
-        let RowKind::Connect(connect) = &row.kind else { continue };
-        let Some(Policy { spec, .. }) = &connect.policy else { continue };
-        let name = format!("row-{}", row.id.to_ascii_lowercase());
-        let policy = policy_object(&name, &row.id.to_ascii_lowercase(), spec)?;
-        api.create(&PostParams::default(), &policy).await.map_err(|e| match e {
-            kube::Error::Api(status) => Error::Environment(format!("creating the NetworkPolicy of row {}: {}", row.id, status.message)),
-            other => other.into(),
-        })?;
-    }
+    let post = PostParams::default();
+    // All at once, as the fixture's pods and Services.
+    futures::future::try_join_all(rows.iter().filter_map(|row| {
+        let RowKind::Connect(connect) = &row.kind else { return None };
+        let Policy { spec, .. } = connect.policy.as_ref()?;
+        let (api, post) = (&api, &post);
+        Some(async move {
+            let name = format!("row-{}", row.id.to_ascii_lowercase());
+            let policy = policy_object(&name, &row.id.to_ascii_lowercase(), spec)?;
+            api.create(post, &policy).await.map_err(|e| match e {
+                kube::Error::Api(status) => Error::Environment(format!("creating the NetworkPolicy of row {}: {}", row.id, status.message)),
+                other => other.into(),
+            })
+        })
+    }))
+    .await?;
     Ok(())
 }
 
