@@ -195,7 +195,7 @@ async fn run_suites(args: RunArgs, verbosity: Verbosity) -> Result<u8, Error> {
     match ended {
         Ended::Interrupted(code) => Ok(code),
         // A mode that could not run is a setup failure, whatever the other modes found.
-        Ended::Finished(outcomes) => match outcomes.into_iter().find_map(|(mode, o)| o.err().map(|e| (mode, e))) {
+        Ended::Finished(outcomes) => match outcomes.into_iter().find_map(|(mode, o)| o.err().map(|stopped| (mode, stopped.error))) {
             Some((mode, e)) => {
                 eprintln!("error: [{mode}] {e}");
                 Ok(exit::of(&e))

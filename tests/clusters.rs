@@ -326,6 +326,8 @@ fn end_to_end(mode: Mode, judge_as: Mode, min_executed: usize) {
         let wrong = dualstack(&["run", "--mode", judge_as.name(), "--kubeconfig", &kubeconfig, "--report-dir", &dir]);
         assert_eq!(wrong.status.code(), Some(3));
         assert!(stderr(&wrong).contains(&format!("the cluster is {}", mode.name())), "{}", stderr(&wrong));
+        // The setup failure names the phase it happened in (detection), not a kind of error's guess.
+        assert!(stdout(&wrong).contains(&format!("[{}] SETUP FAILED in detect: ", judge_as.name())), "{}", stdout(&wrong));
 
         // Detection: judged with another mode's expectations, exactly the rows whose expectations
         // differ fail, each naming a difference.

@@ -7,7 +7,7 @@ use crate::checks::conversion::ConversionChecks;
 use crate::checks::dataplane::DataplaneChecks;
 use crate::checks::services::ServiceChecks;
 use crate::checks::{CheckKind, Outcome, Target};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::mode::Mode;
 use crate::plan::{PlannedCase, Work};
 use futures::StreamExt;
@@ -27,6 +27,23 @@ pub struct RunOptions {
     pub after_fixture_hook: Option<String>,
 }
 
+/// Why one mode stopped before its cases were done: the phase it was in, named as the console
+/// names phases (`create`, `cni`, `dataplane, network-policy`, ...), and the error. The phase is
+/// where the error happened, not what kind of error it is: a timeout waiting for the data-plane
+/// fixture is not a failed cluster creation.
+#[derive(Debug)]
+pub struct Stopped {
+    pub phase: String,
+    pub error: Error,
+}
+
+impl Stopped {
+    /// Tags an error with the phase it stopped.
+    pub fn in_phase(phase: &str) -> impl FnOnce(Error) -> Stopped + '_ {
+        move |error| Stopped { phase: phase.to_string(), error }
+    }
+}
+
 impl Default for RunOptions {
     fn default() -> Self {
         Self { concurrency: 16, case_timeout: Duration::from_secs(30), judge_as: None, after_fixture_hook: None }
@@ -34,7 +51,7 @@ impl Default for RunOptions {
 }
 
 /// Runs `cases` (one mode's share of the plan) against `target`; emits every case's result.
-pub async fn run_mode(target: &Target<'_>, cases: &[&PlannedCase], options: &RunOptions, emit: &(dyn Fn(Event) + Sync)) -> Result<()> {
+pub async fn run_mode(target: &Target<'_>, cases: &[&PlannedCase], options: &RunOptions, emit: &(dyn Fn(Event) + Sync)) -> std::result::Result<(), Stopped> {
     let mode = target.facts.mode;
     for case in cases.iter().filter(|c| !c.runs()) {
         emit(Event::CaseFinished(case.result()));
@@ -49,27 +66,39 @@ pub async fn run_mode(target: &Target<'_>, cases: &[&PlannedCase], options: &Run
     let (services, dataplane): (Vec<&PlannedCase>, Vec<&PlannedCase>) = running.into_iter().partition(|c| matches!(c.work, Work::Service(_)));
     for phase in [services, dataplane, conversion].into_iter().filter(|p| !p.is_empty()) {
         let started = Instant::now();
+        let name = phase_name(&phase);
         let finished = match phase[0].work {
             Work::Service(_) => {
                 let kind = ServiceChecks { concurrency: options.concurrency, case_timeout: options.case_timeout, judge_as: options.judge_as };
-                run_phase(&kind, target, &phase, emit).await?
+                run_phase(&kind, target, &phase, emit).await
             }
             Work::Conversion(_) | Work::ConversionCheck(_) => {
                 let kind = ConversionChecks { concurrency: options.concurrency, case_timeout: options.case_timeout, before_conversion_hook: options.after_fixture_hook.clone() };
-                run_phase(&kind, target, &phase, emit).await?
+                run_phase(&kind, target, &phase, emit).await
             }
             Work::Dataplane { .. } | Work::None => {
                 let kind = DataplaneChecks { after_fixture_hook: options.after_fixture_hook.clone() };
-                run_phase(&kind, target, &phase, emit).await?
+                run_phase(&kind, target, &phase, emit).await
             }
-        };
-        let suites: Vec<&str> = finished.iter().map(|(suite, _)| suite.as_str()).collect();
-        println!("[{mode}] phase {}: {:.1}s", suites.join(", "), started.elapsed().as_secs_f64());
+        }
+        .map_err(Stopped::in_phase(&name))?;
+        println!("[{mode}] phase {name}: {:.1}s", started.elapsed().as_secs_f64());
         for (suite, duration) in finished {
             emit(Event::SuiteFinished { mode: mode.name().into(), suite, duration });
         }
     }
     Ok(())
+}
+
+/// A phase's name: its suites, in the order their cases were planned.
+fn phase_name(cases: &[&PlannedCase]) -> String {
+    let mut suites: Vec<&str> = Vec::new();
+    for case in cases {
+        if !suites.contains(&case.suite.as_str()) {
+            suites.push(&case.suite);
+        }
+    }
+    suites.join(", ")
 }
 
 /// One phase's cases (every suite of one check kind) through that kind; for each suite, in the

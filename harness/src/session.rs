@@ -12,7 +12,7 @@ use crate::network_policy::PolicyAgent;
 use crate::kind::{ClusterFiles, ClusterSpec, KubeProxyMode};
 use crate::mode::Mode;
 use crate::plan::{Plan, PlannedCase, Target, node_labels};
-use crate::runner::{self, RunOptions};
+use crate::runner::{self, RunOptions, Stopped};
 use crate::table::Tables;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
@@ -42,7 +42,7 @@ pub struct Session {
 /// How a session ended.
 pub enum Ended {
     /// Every mode ran; each mode's setup outcome (its cases went to `emit`).
-    Finished(Vec<(Mode, Result<()>)>),
+    Finished(Vec<(Mode, std::result::Result<(), Stopped>)>),
     /// `interrupt` resolved first, with this value; every planned case that had not finished was
     /// reported (interrupted, or skipped with the plan's reason).
     Interrupted(u8),
@@ -97,9 +97,9 @@ impl Session {
                 async move {
                     let started = Instant::now();
                     let outcome = self.run_mode(mode, tables, plan, options, tracking, deletions).await;
-                    if let Err(e) = &outcome {
-                        tracking(Event::SetupFailed { mode: mode.name().into(), phase: phase_of(e).into(), message: e.to_string() });
-                        if let Some(details) = e.details() {
+                    if let Err(Stopped { phase, error }) = &outcome {
+                        tracking(Event::SetupFailed { mode: mode.name().into(), phase: phase.clone(), message: error.to_string() });
+                        if let Some(details) = error.details() {
                             tracking(Event::Diagnostics { mode: mode.name().into(), text: details.to_string() });
                         }
                     }
@@ -163,11 +163,11 @@ impl Session {
         options: &RunOptions,
         emit: &(dyn Fn(Event) + Sync),
         deletions: &Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    ) -> Result<()> {
+    ) -> std::result::Result<(), Stopped> {
         let cases: Vec<&PlannedCase> = plan.of_mode(mode).collect();
         let (cni, images, kube_proxy, load_balancer, network_policy, keep, node_image, ready_timeout) = match &self.clusters {
             Clusters::Existing { kubeconfig, context } => {
-                let client = cluster::client_from_kubeconfig(kubeconfig, context.as_deref()).await?;
+                let client = cluster::client_from_kubeconfig(kubeconfig, context.as_deref()).await.map_err(Stopped::in_phase("connect"))?;
                 return run_on(&client, mode, tables, &cases, options, None, emit).await;
             }
             Clusters::Kind { cni, images, kube_proxy, load_balancer, network_policy, keep, node_image, ready_timeout } => {
@@ -175,12 +175,12 @@ impl Session {
             }
         };
         let name = crate::kind::unique_cluster_name(mode);
-        let files = ClusterFiles::new(&name)?;
+        let files = ClusterFiles::new(&name).map_err(Stopped::in_phase("create"))?;
         let spec = ClusterSpec { default_cni: *cni == CniInstall::Default, kube_proxy, ..ClusterSpec::new(mode) };
         println!("[{mode}] creating cluster {name} ({} nodes)", spec.node_count());
         // Whatever happens next (failure, or an interrupt dropping this future), the cluster goes away.
         let mut guard = ClusterGuard { files: files.clone(), keep };
-        let (cluster, timings) = KindCluster::up(&name, spec.clone(), node_image, ready_timeout).await?;
+        let (cluster, timings) = KindCluster::up(&name, spec.clone(), node_image, ready_timeout).await.map_err(Stopped::in_phase("create"))?;
         println!(
             "[{mode}] phase create: {:.1}s (kind {:.1}s, nodes Ready {:.1}s), cluster {name}, node image {}",
             (timings.create + timings.ready).as_secs_f64(),
@@ -194,10 +194,10 @@ impl Session {
         };
         emit(Event::Property(property(Some(mode), "cluster", &format!("{name} (KIND, {} nodes)", spec.node_count()))));
         emit(Event::Property(property(Some(mode), "node image", &node_image)));
-        let kind = crate::kind::Kind::locate()?;
+        let kind = crate::kind::Kind::locate().map_err(Stopped::in_phase("load"))?;
         if !images.is_empty() {
             let started = Instant::now();
-            cni::load_images(&kind, &files, images).await?;
+            cni::load_images(&kind, &files, images).await.map_err(Stopped::in_phase("load"))?;
             println!("[{mode}] phase load: {:.1}s ({})", started.elapsed().as_secs_f64(), images.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
         }
         if *cni != CniInstall::Default {
@@ -207,7 +207,7 @@ impl Session {
                 Err(e) => Err(e),
             };
             if let Err(e) = installed {
-                return Err(cni_failure(e, cni, &cluster, &kind, keep).await);
+                return Err(Stopped { phase: "cni".into(), error: cni_failure(e, cni, &cluster, &kind, keep).await });
             }
             println!("[{mode}] phase cni: {:.1}s (installed, nodes Ready)", started.elapsed().as_secs_f64());
         }
@@ -235,8 +235,8 @@ impl Session {
             }
         };
         let (balancer, agent) = tokio::join!(balancer, agent);
-        emit(Event::Property(property(Some(mode), "load balancer", &balancer?)));
-        emit(Event::Property(property(Some(mode), "network policy agent", &agent?)));
+        emit(Event::Property(property(Some(mode), "load balancer", &balancer.map_err(Stopped::in_phase("load-balancer"))?)));
+        emit(Event::Property(property(Some(mode), "network policy agent", &agent.map_err(Stopped::in_phase("network-policy"))?)));
         // Count this mode's failures; after any, kind's logs are exported where they outlive the cluster.
         let failures = std::sync::atomic::AtomicUsize::new(0);
         let counting = |event: Event| {
@@ -250,7 +250,7 @@ impl Session {
         let convertible = crate::convert::Convertible { files: &files, load_balancer: load_balancer == LoadBalancer::Metallb };
         let outcome = run_on(&cluster.client, mode, tables, &cases, options, Some(convertible), &counting).await;
         // A conversion that failed midway leaves the cluster as it is, for a look (its error says so).
-        let keep = keep || matches!(outcome, Err(Error::Conversion(_)));
+        let keep = keep || matches!(outcome, Err(Stopped { error: Error::Conversion(_), .. }));
         guard.keep = keep;
         if failures.load(std::sync::atomic::Ordering::Relaxed) > 0 || outcome.is_err() {
             let dir = crate::machine::logs_dir().join(&name);
@@ -298,17 +298,6 @@ async fn cni_failure(error: Error, cni: &CniInstall, cluster: &KindCluster, kind
     }
 }
 
-fn phase_of(error: &Error) -> &'static str {
-    match error {
-        Error::ClusterCreate { .. } | Error::Timeout { .. } => "create",
-        Error::CniInstall { .. } => "cni",
-        Error::LoadBalancerInstall { .. } => "load-balancer",
-        Error::NetworkPolicyInstall { .. } => "network-policy",
-        Error::Conversion(_) => "conversion",
-        _ => "setup",
-    }
-}
-
 /// Deletes a created cluster on every path out of `run_mode`.
 struct ClusterGuard {
     files: ClusterFiles,
@@ -348,19 +337,19 @@ async fn run_on(
     options: &RunOptions,
     convertible: Option<crate::convert::Convertible<'_>>,
     emit: &(dyn Fn(Event) + Sync),
-) -> Result<()> {
-    let facts = crate::detect::detect(client).await?;
+) -> std::result::Result<(), Stopped> {
+    let facts = crate::detect::detect(client).await.map_err(Stopped::in_phase("detect"))?;
     if facts.mode != mode {
-        return Err(Error::ModeMismatch {
+        return Err(Stopped::in_phase("detect")(Error::ModeMismatch {
             requested: mode.to_string(),
             detected: facts.mode.to_string(),
             ranges: facts.service_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
-        });
+        }));
     }
     println!("[{mode}] cluster detected: {} service ranges {:?}, Kubernetes {}", facts.mode, facts.service_cidrs, facts.server_version);
     emit(Event::Property(property(Some(mode), "kubernetes", &facts.server_version)));
     emit(Event::Property(property(Some(mode), "kube-proxy", &crate::detect::kube_proxy_mode(client).await)));
-    let collected = crate::probe_pod::collect_expired_namespaces(client).await?;
+    let collected = crate::probe_pod::collect_expired_namespaces(client).await.map_err(Stopped::in_phase("collect"))?;
     if !collected.is_empty() {
         println!("[{mode}] collected {} namespaces left by crashed runs: {}", collected.len(), collected.join(", "));
     }
