@@ -2,7 +2,7 @@
 //! client commands executed inside it. The only thing shared with the probe is its JSON wire format.
 
 use crate::error::{Error, Result};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::{AttachParams, DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
 use serde::Deserialize;
@@ -85,7 +85,26 @@ pub async fn create_namespace(client: &Client, prefix: &str, retries: &crate::re
     let api = Api::<Namespace>::all(client.clone());
     let post = PostParams::default();
     retries.call("create namespace", || api.create(&post, &ns)).await?;
+    wait_default_service_account(client, &name).await?;
     Ok(name)
+}
+
+/// Waits until the ServiceAccount controller has made the namespace's `default` ServiceAccount:
+/// until then the API server refuses every pod posted there (`error looking up service account
+/// NS/default: serviceaccount "default" not found`), which a loaded machine showed as a conversion
+/// suite's first pod refused. Upstream's e2e framework waits the same way. An identity that may not
+/// read ServiceAccounts (the runner role before it granted that) goes on without waiting, as before.
+async fn wait_default_service_account(client: &Client, namespace: &str) -> Result<()> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    poll(&format!("ServiceAccount {namespace}/default"), Duration::from_secs(60), Duration::from_millis(100), || async {
+        Ok(match accounts.get_opt("default").await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err("not made yet".to_string()),
+            Err(kube::Error::Api(status)) if status.code == 403 => Ok(()),
+            Err(e) => return Err(e.into()),
+        })
+    })
+    .await
 }
 
 /// Starts deleting a namespace; does not wait for its finalizers.
