@@ -66,7 +66,7 @@ pub async fn run_mode(target: &Target<'_>, cases: &[&PlannedCase], options: &Run
     let (services, dataplane): (Vec<&PlannedCase>, Vec<&PlannedCase>) = running.into_iter().partition(|c| matches!(c.work, Work::Service(_)));
     for phase in [services, dataplane, conversion].into_iter().filter(|p| !p.is_empty()) {
         let started = Instant::now();
-        let name = phase_name(&phase);
+        let name = suites_of(&phase).join(", ");
         let finished = match phase[0].work {
             Work::Service(_) => {
                 let kind = ServiceChecks { concurrency: options.concurrency, case_timeout: options.case_timeout, judge_as: options.judge_as };
@@ -90,27 +90,23 @@ pub async fn run_mode(target: &Target<'_>, cases: &[&PlannedCase], options: &Run
     Ok(())
 }
 
-/// A phase's name: its suites, in the order their cases were planned.
-fn phase_name(cases: &[&PlannedCase]) -> String {
+/// The suites of a phase's cases, in the order their cases were planned: the phase's name, and
+/// the order its suites' times are reported in.
+fn suites_of<'a>(cases: &[&'a PlannedCase]) -> Vec<&'a str> {
     let mut suites: Vec<&str> = Vec::new();
     for case in cases {
         if !suites.contains(&case.suite.as_str()) {
             suites.push(&case.suite);
         }
     }
-    suites.join(", ")
+    suites
 }
 
 /// One phase's cases (every suite of one check kind) through that kind; for each suite, in the
 /// order its cases were planned, how long after the phase's start its last case finished.
 async fn run_phase<'a, K: CheckKind>(kind: &K, target: &Target<'_>, cases: &[&'a PlannedCase], emit: &(dyn Fn(Event) + Sync)) -> Result<Vec<(String, Duration)>> {
     let phase_started = Instant::now();
-    let mut finished: Vec<(String, Duration)> = Vec::new();
-    for case in cases {
-        if !finished.iter().any(|(suite, _)| *suite == case.suite) {
-            finished.push((case.suite.clone(), Duration::ZERO));
-        }
-    }
+    let finished: Vec<(String, Duration)> = suites_of(cases).into_iter().map(|suite| (suite.to_string(), Duration::ZERO)).collect();
     let finished = std::sync::Mutex::new(finished);
     let context = kind.prepare(target, cases).await?;
     let timeout = kind.case_timeout();
