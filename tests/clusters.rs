@@ -267,9 +267,9 @@ fn end_to_end(mode: Mode, judge_as: Mode, min_executed: usize) {
         // The readiness verification: addressing, DNS and cross-node traffic per family.
         let check = dualstack(&["cluster", "check", "--mode", mode.name(), "--name", &name]);
         assert_eq!(check.status.code(), Some(0), "cluster check failed:\n{}", stdout(&check));
-        // Per family: InternalIP and podCIDR of each of the three nodes, then a Service, pod IPs, DNS
+        // Per family: InternalIP and podCIDR of each of the two nodes, then a Service, pod IPs, DNS
         // and pod-to-pod.
-        let checks = (2 * 3 + 4) * mode.families().len();
+        let checks = (2 * 2 + 4) * mode.families().len();
         assert!(stdout(&check).contains(&format!("{checks} checks, {checks} passed, 0 failed")), "{}", stdout(&check));
 
         // Every applicable Service scenario passes.
@@ -364,8 +364,8 @@ fn vendor_dataplane_rows(mode: Mode, kubeconfig: &str) {
     let dir = std::env::temp_dir().join(unique("vendor-rows"));
     std::fs::create_dir_all(&dir).unwrap();
     let table = "suite: dataplane\ngroup: vendor\nscenarios:\n\
-        \x20 - id: V1\n    title: the hostNetwork client reaches every server through worker2's NodePort\n\
-        \x20   connect: {from: host-network, to: node-port, to-node: worker2, service: {sessionAffinity: None}, expect: every}\n    source: any\n\
+        \x20 - id: V1\n    title: the hostNetwork client reaches every server through the worker's NodePort\n\
+        \x20   connect: {from: host-network, to: node-port, to-node: worker, service: {sessionAffinity: None}, expect: every}\n    source: any\n\
         \x20 - id: V2\n    title: a row the cluster cannot pass, nobody answering a ClusterIP\n\
         \x20   connect: {from: pod, from-node: worker, to: cluster-ip, expect: none}\n    source: any\n";
     std::fs::write(dir.join("vendor.yaml"), table).unwrap();
@@ -486,7 +486,7 @@ fn a_vendor_cni_from_a_manifest_passes() {
         data,
         serde_json::json!({
             "cluster": kept, "mode": "dual", "pods": "10.244.0.0/16,fd00:10:244::/56", "services": "10.96.0.0/16,fd00:10:96::/112",
-            "nodes": format!("{kept}-control-plane,{kept}-worker,{kept}-worker2")
+            "nodes": format!("{kept}-control-plane,{kept}-worker")
         })
     );
     validate_junit(&reports.join("reports/junit.xml"));
@@ -558,9 +558,9 @@ fn a_vendor_cni_whose_image_is_not_loaded_fails_in_the_cni_phase() {
     assert_eq!(run.status.code(), Some(3), "{out}");
     let failed = out.lines().find(|l| l.contains("[ipv4] SETUP FAILED in cni: ")).unwrap_or_else(|| panic!("no CNI failure line: {out}"));
     let name = out.lines().find_map(|l| l.split("creating cluster ").nth(1)).and_then(|r| r.split(' ').next()).unwrap_or_default().to_string();
-    let nodes = format!("{name}-control-plane, {name}-worker, {name}-worker2");
+    let nodes = format!("{name}-control-plane, {name}-worker");
     assert!(failed.contains(&format!("image {vendor_image} is not on node {nodes} and is not pulled (ErrImageNeverPull")), "{failed}");
-    assert!(failed.contains("timed out after 30s waiting for 3 nodes Ready"), "{failed}");
+    assert!(failed.contains("timed out after 30s waiting for 2 nodes Ready"), "{failed}");
     let logs = failed.split("KIND logs exported to ").nth(1).and_then(|r| r.split(';').next()).unwrap_or_default();
     assert!(std::path::Path::new(logs).join(format!("{name}-control-plane")).is_dir(), "no exported logs at {logs}: {failed}");
     assert!(failed.ends_with("run again with --keep to keep the cluster for a look"), "{failed}");
@@ -741,18 +741,18 @@ fn conversions_pass_every_row_and_a_failed_one_keeps_the_cluster() {
     let refused = dualstack(&["cluster", "convert", "--name", name, "--to", "ipv6"]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("dual -> ipv6 would change the primary family from IPv4 to IPv6"), "{}", stderr(&refused));
-    // Converting it back to ipv4 with its last node paused: a downgrade converts the nodes first,
-    // so the control-plane and the first worker are converted and the second fails; the cluster is
-    // kept and the error names the step.
-    let worker2 = format!("{name}-worker2");
-    assert!(Command::new("docker").args(["pause", &worker2]).status().is_ok_and(|s| s.success()));
+    // Converting it back to ipv4 with its worker paused: a downgrade converts the nodes first, so
+    // the control-plane node is converted and the worker fails; the cluster is kept and the error
+    // names the step.
+    let worker = format!("{name}-worker");
+    assert!(Command::new("docker").args(["pause", &worker]).status().is_ok_and(|s| s.success()));
     let failed = dualstack(&["cluster", "convert", "--name", name, "--to", "ipv4"]);
-    assert!(Command::new("docker").args(["unpause", &worker2]).status().is_ok_and(|s| s.success()));
+    assert!(Command::new("docker").args(["unpause", &worker]).status().is_ok_and(|s| s.success()));
     assert_eq!(failed.status.code(), Some(3), "{}", stderr(&failed));
     let err = stderr(&failed);
-    assert!(err.contains(&format!("converting cluster {name} (dual -> ipv4) failed at node {worker2}: ")), "{err}");
+    assert!(err.contains(&format!("converting cluster {name} (dual -> ipv4) failed at node {worker}: ")), "{err}");
     assert!(err.contains(&format!("the cluster is kept as it is (KUBECONFIG={})", cluster_files(name).kubeconfig.display())), "{err}");
-    assert!(!docker_leftovers(&worker2).is_empty(), "the cluster was not kept");
+    assert!(!docker_leftovers(&worker).is_empty(), "the cluster was not kept");
 
     for name in std::mem::take(&mut kept.0) {
         assert_eq!(dualstack(&["cluster", "down", "--name", &name]).status.code(), Some(0));

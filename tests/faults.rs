@@ -63,6 +63,10 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// The fault clusters' workers: three nodes, as the faults' scripts name them ($CLUSTER-worker2), so
+/// a fault on one worker's path is told from a healthy worker's.
+const WORKERS: &str = "2";
+
 struct Cluster {
     name: String,
     kubeconfig: String,
@@ -70,7 +74,7 @@ struct Cluster {
 
 impl Cluster {
     fn up(name: &str, mode: &str) -> Self {
-        let up = dualstack(&["cluster", "up", "--mode", mode, "--name", name], &[]);
+        let up = dualstack(&["cluster", "up", "--mode", mode, "--name", name, "--workers", WORKERS], &[]);
         assert_eq!(up.status.code(), Some(0), "cluster up: {}", text(&up));
         let kubeconfig = cluster_files(name).kubeconfig.to_string_lossy().into_owned();
         // The declared failing sets assume cluster DNS beside the control-plane's client pod. Left
@@ -122,9 +126,9 @@ fn kubectl() -> String {
     harness::machine::cache_dir().join("bin/kubectl").display().to_string()
 }
 
-/// The ids of the cases of `suite` that `dualstack list` plans to run on a cluster of `mode`.
+/// The ids of the cases of `suite` that `dualstack list` plans to run on a fault cluster of `mode`.
 fn planned_cases(mode: &str, suite: &str) -> BTreeSet<String> {
-    let out = dualstack(&["list", "--mode", mode, "--suite", suite], &[]);
+    let out = dualstack(&["list", "--mode", mode, "--workers", WORKERS, "--suite", suite], &[]);
     let prefix = format!("run  {suite}/");
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -325,7 +329,7 @@ fn each_conversion_fault_fails_exactly_its_checks() {
     let reports = std::env::temp_dir().join(format!("dualstack-conversion-faults-{:x}", std::process::id()));
     let dir = reports.to_string_lossy().into_owned();
     // No load balancer nor policy agent: no conversion row needs them, and the machine is spared.
-    let mut args = vec!["run", "--suite", "conversion", "--load-balancer", "none", "--network-policy", "none", "--report-dir", &dir, "--after-fixture-hook", &hook];
+    let mut args = vec!["run", "--suite", "conversion", "--workers", WORKERS, "--load-balancer", "none", "--network-policy", "none", "--report-dir", &dir, "--after-fixture-hook", &hook];
     for mode in &modes {
         args.extend(["--mode", mode]);
     }

@@ -49,7 +49,7 @@ fn action_passes(env: &[(&str, &str)]) -> Vec<String> {
     std::fs::write(&fake, format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > {}\n", dir.join("args").display())).unwrap();
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let read = ["MODE", "SUITE", "FILTER", "SKIP", "SUITE_DIR", "KUBECONFIG_FILE", "REPORT_DIR", "CNI_MANIFEST", "CNI_INSTALL_CMD",
-        "LOAD_IMAGES", "LOAD_ARCHIVES", "KUBE_PROXY", "LOAD_BALANCER", "NETWORK_POLICY", "NODE_IMAGE", "SHARD", "JOBS", "MERGE"];
+        "LOAD_IMAGES", "LOAD_ARCHIVES", "WORKERS", "KUBE_PROXY", "LOAD_BALANCER", "NETWORK_POLICY", "NODE_IMAGE", "SHARD", "JOBS", "MERGE"];
     let mut command = Command::new("bash");
     command.arg("-c").arg(action_script()).current_dir(dir.join("work"));
     for name in read {
@@ -75,18 +75,18 @@ fn every_action_input_reaches_dualstack() {
         .filter_map(|l| l.strip_prefix("  ").and_then(|l| l.strip_suffix(':')))
         .filter(|l| !l.starts_with(' '))
         .collect();
-    assert_eq!(inputs.len(), 18, "{inputs:?}");
+    assert_eq!(inputs.len(), 19, "{inputs:?}");
     for input in &inputs {
         assert!(action.contains(&format!("${{{{ inputs.{input} }}}}")), "input {input} is not used");
     }
     let run = action_passes(&[
         ("MODE", "dual"), ("SUITE", "services,dataplane"), ("FILTER", "S1*"), ("SKIP", "D13*"), ("SUITE_DIR", "vendor"),
         ("REPORT_DIR", "out"), ("CNI_MANIFEST", "dual=a.yaml\nipv6=b.yaml\n"), ("LOAD_IMAGES", "my/cni:1\nmy/helper:1"),
-        ("LOAD_ARCHIVES", "extra.tar"), ("KUBE_PROXY", "nftables"), ("LOAD_BALANCER", "none"), ("NETWORK_POLICY", "kube-network-policies"), ("NODE_IMAGE", "node:1"),
+        ("LOAD_ARCHIVES", "extra.tar"), ("WORKERS", "2"), ("KUBE_PROXY", "nftables"), ("LOAD_BALANCER", "none"), ("NETWORK_POLICY", "kube-network-policies"), ("NODE_IMAGE", "node:1"),
         ("SHARD", "1/2"), ("JOBS", "3"),
     ]);
     let expected = "run --mode dual --report-dir out --jobs 3 --suite services --suite dataplane --filter S1* --skip D13* --suite-dir vendor \
-        --kube-proxy nftables --load-balancer none --network-policy kube-network-policies --cni-manifest dual=a.yaml --cni-manifest ipv6=b.yaml --load-image my/cni:1 --load-image my/helper:1 \
+        --workers 2 --kube-proxy nftables --load-balancer none --network-policy kube-network-policies --cni-manifest dual=a.yaml --cni-manifest ipv6=b.yaml --load-image my/cni:1 --load-image my/helper:1 \
         --load-archive extra.tar --node-image node:1 --shard 1/2";
     assert_eq!(run, expected.split_whitespace().collect::<Vec<_>>());
     let existing = action_passes(&[("MODE", "ipv6"), ("KUBECONFIG_FILE", "kc"), ("REPORT_DIR", "out"), ("JOBS", "2"), ("CNI_INSTALL_CMD", "./install.sh")]);

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub enum Clusters {
     Existing { kubeconfig: PathBuf, context: Option<String> },
-    Kind { cni: CniInstall, images: Vec<ImageToLoad>, kube_proxy: KubeProxyMode, load_balancer: LoadBalancer, network_policy: PolicyAgent, keep: bool, node_image: Option<String>, ready_timeout: Duration },
+    Kind { cni: CniInstall, images: Vec<ImageToLoad>, workers: u8, kube_proxy: KubeProxyMode, load_balancer: LoadBalancer, network_policy: PolicyAgent, keep: bool, node_image: Option<String>, ready_timeout: Duration },
 }
 
 #[derive(Debug, Clone)]
@@ -53,10 +53,10 @@ impl Session {
     /// the harness creates, or the nodes of the given cluster).
     pub async fn targets(&self) -> Result<Vec<Target>> {
         match &self.clusters {
-            Clusters::Kind { .. } => Ok(self
+            Clusters::Kind { workers, .. } => Ok(self
                 .modes
                 .iter()
-                .map(|&mode| Target { mode, nodes: ClusterSpec::new(mode).node_labels(), created: true })
+                .map(|&mode| Target { mode, nodes: ClusterSpec { workers: *workers, ..ClusterSpec::new(mode) }.node_labels(), created: true })
                 .collect()),
             Clusters::Existing { kubeconfig, context } => {
                 let client = cluster::client_from_kubeconfig(kubeconfig, context.as_deref()).await?;
@@ -165,18 +165,18 @@ impl Session {
         deletions: &Mutex<Vec<tokio::task::JoinHandle<()>>>,
     ) -> std::result::Result<(), Stopped> {
         let cases: Vec<&PlannedCase> = plan.of_mode(mode).collect();
-        let (cni, images, kube_proxy, load_balancer, network_policy, keep, node_image, ready_timeout) = match &self.clusters {
+        let (cni, images, workers, kube_proxy, load_balancer, network_policy, keep, node_image, ready_timeout) = match &self.clusters {
             Clusters::Existing { kubeconfig, context } => {
                 let client = cluster::client_from_kubeconfig(kubeconfig, context.as_deref()).await.map_err(Stopped::in_phase("connect"))?;
                 return run_on(&client, mode, tables, &cases, options, None, emit).await;
             }
-            Clusters::Kind { cni, images, kube_proxy, load_balancer, network_policy, keep, node_image, ready_timeout } => {
-                (cni, images, *kube_proxy, *load_balancer, *network_policy, *keep, node_image.clone(), *ready_timeout)
+            Clusters::Kind { cni, images, workers, kube_proxy, load_balancer, network_policy, keep, node_image, ready_timeout } => {
+                (cni, images, *workers, *kube_proxy, *load_balancer, *network_policy, *keep, node_image.clone(), *ready_timeout)
             }
         };
         let name = crate::kind::unique_cluster_name(mode);
         let files = ClusterFiles::new(&name).map_err(Stopped::in_phase("create"))?;
-        let spec = ClusterSpec { default_cni: *cni == CniInstall::Default, kube_proxy, ..ClusterSpec::new(mode) };
+        let spec = ClusterSpec { workers, default_cni: *cni == CniInstall::Default, kube_proxy, ..ClusterSpec::new(mode) };
         println!("[{mode}] creating cluster {name} ({} nodes)", spec.node_count());
         // Whatever happens next (failure, or an interrupt dropping this future), the cluster goes away.
         let mut guard = ClusterGuard { files: files.clone(), keep };

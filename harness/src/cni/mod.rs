@@ -328,7 +328,7 @@ mod tests {
                 ("DUALSTACK_MODE", mode.name()),
                 ("DUALSTACK_POD_SUBNETS", pods),
                 ("DUALSTACK_SERVICE_SUBNETS", services),
-                ("DUALSTACK_NODES", "vendor-control-plane,vendor-worker,vendor-worker2"),
+                ("DUALSTACK_NODES", "vendor-control-plane,vendor-worker"),
                 ("DUALSTACK_KIND", "/cache/bin/kind"),
             ]
         );

@@ -50,9 +50,11 @@ pub struct After {
 pub async fn before(client: &Client, conversion: Conversion, retries: &Retries) -> Result<Before> {
     let namespace = probe_pod::create_namespace(client, "dualstack-conversion", retries).await?;
     let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await?.items;
+    // The client on another node than the server: the second worker, else the control-plane node.
     let workers = crate::objects::worker_names(&nodes);
-    let server_node = workers.first().cloned().or_else(|| nodes.first().and_then(|n| n.metadata.name.clone())).unwrap_or_default();
-    let client_node = workers.get(1).unwrap_or(&server_node).clone();
+    let control_plane = nodes.iter().find(|n| crate::objects::is_control_plane(n)).and_then(|n| n.metadata.name.clone());
+    let server_node = workers.first().cloned().or_else(|| control_plane.clone()).unwrap_or_default();
+    let client_node = workers.get(1).cloned().or(control_plane).unwrap_or_else(|| server_node.clone());
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     pods.create(&PostParams::default(), &probe_pod::probe_pod(BEFORE_SERVER, &server_node, &[SERVER_LABEL], false)).await?;
     let policy = if conversion.upgrades() { "SingleStack" } else { "RequireDualStack" };

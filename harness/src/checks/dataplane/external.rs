@@ -126,7 +126,7 @@ const HEALTH_CHECK_WINDOW: std::time::Duration = std::time::Duration::from_secs(
 /// the action's family, asked from this host (on the nodes' docker network): 200 with
 /// `localEndpoints` N where the node has N > 0 servers, 503 with 0 where it has none.
 pub async fn health_check(fixture: &super::fixture::Fixture, action: &crate::table::dataplane::Action) -> Result<Outcome> {
-    use super::fixture::{LOCAL_LB_SERVICE, name_of};
+    use super::fixture::{LOCAL_LB_SERVERS, LOCAL_LB_SERVICE, name_of};
     if fixture.docker_network.is_none() {
         return Ok(super::verdict::skip(NOT_ON_THIS_HOST));
     }
@@ -143,7 +143,7 @@ pub async fn health_check(fixture: &super::fixture::Fixture, action: &crate::tab
             format!("healthCheckNodePort {}, {family} address {}", port.map_or("none".into(), |p| p.to_string()), address.map_or("none".into(), |a| a.to_string())),
         ));
     };
-    let local = match fixture.endpoints("role=server", family).await? {
+    let local = match fixture.endpoints(LOCAL_LB_SERVERS, family).await? {
         Ok(servers) => servers.iter().filter(|s| s.node == node_name).count(),
         Err(missing) => return Ok(missing.into()),
     };

@@ -1,10 +1,11 @@
 //! The data-plane fixture: one labelled namespace per mode with the probe pods and Services every
 //! action talks to, and the queries the actions make of it. The main client runs on the
-//! control-plane node; the servers of each Service are spread over the workers (server-0 on the
-//! first, server-1 on the second), and a second client runs on the last worker, so pod traffic
-//! crosses nodes and a fault on one node's path fails the endpoints behind it, every time. Every
-//! node has a client pod (for the `connect` rows that place theirs), the first worker a pod with a
-//! hostPort, and each `connect` row that dials a Service gets its own (`row-<id>`).
+//! control-plane node; the servers of each Service are spread over two nodes (server-0 on the first
+//! worker, server-1 on the second worker, or on the control-plane node of a two-node cluster), and
+//! a second client runs on the last worker, so pod traffic crosses nodes and a fault on one node's
+//! path fails the endpoints behind it, every time. Every node has a client pod (for the `connect`
+//! rows that place theirs), the first worker a pod with a hostPort, and each `connect` row that
+//! dials a Service gets its own (`row-<id>`).
 
 use crate::error::{Error, Result};
 use crate::mode::{IpFamily, Mode};
@@ -50,8 +51,10 @@ pub const SCTP_SERVICE: &str = "echo-sctp";
 /// How long a cluster's load balancer may take to give the fixture's LoadBalancer Services their
 /// addresses; none by then, and the cluster has none.
 const LOAD_BALANCER_WAIT: Duration = Duration::from_secs(20);
-/// The LoadBalancer Service with externalTrafficPolicy Local (its servers: role=server).
+/// The LoadBalancer Service with externalTrafficPolicy Local; its servers are the first worker's
+/// alone (LOCAL_LB_SERVERS), so every cluster has a node without a local endpoint.
 pub const LOCAL_LB_SERVICE: &str = "echo-local-lb";
+pub const LOCAL_LB_SERVERS: &str = "role=server,node=worker";
 
 /// Everything the actions talk to, created once per mode in one labelled namespace.
 pub struct Fixture {
@@ -62,8 +65,11 @@ pub struct Fixture {
     pub control_plane: Node,
     /// The first worker: server-0, the hostNetwork server and the NodePort targets are there.
     pub worker: Node,
-    /// The worker of the second server of each Service (the first one on a one-worker cluster).
-    second_worker: Node,
+    /// The node of the second server of each Service: the second worker, or the control-plane node
+    /// of a two-node cluster.
+    second_server_node: Node,
+    /// The last worker: the second client's.
+    last_worker: Node,
     /// The nodes as the API lists them, with their stable labels (`control-plane`, `worker`).
     pub nodes: Vec<(String, Node)>,
     /// Name of the docker network the KIND nodes are on, when they are KIND nodes on this host.
@@ -145,7 +151,8 @@ impl Fixture {
         let (Some(control_plane), Some(&worker)) = (control_plane, workers.first()) else {
             return Err(Error::Environment("the data-plane suite needs two nodes: a control-plane and a worker".into()));
         };
-        let (worker, second_worker) = (worker.clone(), workers.get(1).map_or_else(|| worker.clone(), |&w| w.clone()));
+        let second_server_node = workers.get(1).map_or_else(|| control_plane.clone(), |&w| w.clone());
+        let last_worker = workers.last().map_or_else(|| worker.clone(), |&w| w.clone());
         let namespace = probe_pod::create_namespace(client, "dualstack-dataplane", &Retries::default()).await?;
         let fixture = Self {
             client: client.clone(),
@@ -154,8 +161,9 @@ impl Fixture {
             pods: Api::namespaced(client.clone(), &namespace),
             docker_network: super::external::docker_network_of(&name_of(&control_plane)).await,
             control_plane,
-            worker,
-            second_worker,
+            worker: worker.clone(),
+            second_server_node,
+            last_worker,
             nodes,
             host_port: HOST_PORT_RANGE.start + rand::random::<u16>() % (HOST_PORT_RANGE.end - HOST_PORT_RANGE.start),
             outside: OnceCell::new(),
@@ -211,7 +219,8 @@ impl Fixture {
     }
 
     async fn populate(&self, rows: &[&DataplaneRow], timeout: Duration) -> Result<()> {
-        let (cp, worker, second) = (name_of(&self.control_plane), name_of(&self.worker), name_of(&self.second_worker));
+        let (cp, worker, second, last) = (name_of(&self.control_plane), name_of(&self.worker), name_of(&self.second_server_node), name_of(&self.last_worker));
+        let second_label = self.label_of(&self.second_server_node);
         let mut client_pod = probe_pod::probe_pod("client", &cp, &[("role", "client")], false);
         if let Some(container) = client_pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
             container.env = Some(json(serde_json::json!([
@@ -220,9 +229,9 @@ impl Fixture {
         }
         let mut pods = vec![
             client_pod,
-            probe_pod::probe_pod("server-0", &worker, &[("role", "server"), ("hairpin", "yes"), ("affinity", "yes")], false),
-            probe_pod::probe_pod("server-1", &second, &[("role", "server")], false),
-            probe_pod::probe_pod(SECOND_CLIENT, &second, &[("role", "client")], false),
+            probe_pod::probe_pod("server-0", &worker, &[("role", "server"), ("node", "worker"), ("hairpin", "yes"), ("affinity", "yes")], false),
+            probe_pod::probe_pod("server-1", &second, &[("role", "server"), ("node", second_label.as_str())], false),
+            probe_pod::probe_pod(SECOND_CLIENT, &last, &[("role", "client")], false),
             probe_pod::probe_pod(WORKER_CLIENT, &worker, &[("role", "client")], false),
             Self::host_port_pod(&worker, self.host_port_number())?,
             probe_pod::probe_pod(REMAINING_UPDATE_POD, &worker, &[("role", "update"), ("affinity", "yes")], false),
@@ -267,7 +276,7 @@ impl Fixture {
             service("echo-host", serde_json::json!({"role": "host-server"}), serde_json::json!({"type": "NodePort"}), self.host_port),
             // A LoadBalancer with externalTrafficPolicy Local gets a healthCheckNodePort (no load
             // balancer needs to exist for that): kube-proxy answers it per node.
-            service(LOCAL_LB_SERVICE, serde_json::json!({"role": "server"}), serde_json::json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local"}), PROBE_PORT),
+            service(LOCAL_LB_SERVICE, selector_of(LOCAL_LB_SERVERS)?, serde_json::json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local"}), PROBE_PORT),
         ];
         for &family in self.mode.families() {
             let single = serde_json::json!({"ipFamilyPolicy": "SingleStack", "ipFamilies": [family.api_name()]});
@@ -454,10 +463,11 @@ impl Fixture {
     /// Where the fixture's pods run, for each case's system-out.
     pub fn describe(&self) -> String {
         format!(
-            "fixture namespace {}; client on {}, {SECOND_CLIENT} and server-1 on {}, server-0, {WORKER_CLIENT} and {HOST_PORT_POD} on {}; ready in {:.1}s",
+            "fixture namespace {}; client on {}, server-1 on {}, {SECOND_CLIENT} on {}, server-0, {WORKER_CLIENT} and {HOST_PORT_POD} on {}; ready in {:.1}s",
             self.namespace,
             name_of(&self.control_plane),
-            name_of(&self.second_worker),
+            name_of(&self.second_server_node),
+            name_of(&self.last_worker),
             name_of(&self.worker),
             self.started.elapsed().as_secs_f64()
         )
@@ -562,6 +572,11 @@ impl Fixture {
 
     pub fn node(&self, label: &str) -> Option<&Node> {
         self.nodes.iter().find(|(l, _)| l == label).map(|(_, n)| n)
+    }
+
+    /// The stable label of one of the fixture's nodes (`control-plane`, `worker`, `worker2`).
+    fn label_of(&self, node: &Node) -> String {
+        self.nodes.iter().find(|(_, n)| name_of(n) == name_of(node)).map(|(l, _)| l.clone()).unwrap_or_default()
     }
 
     pub fn worker_name(&self) -> String {
