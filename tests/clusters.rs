@@ -568,6 +568,14 @@ fn a_vendor_cni_whose_image_is_not_loaded_fails_in_the_cni_phase() {
     // The pods' states and events reach JUnit beside the setup error.
     let junit = std::fs::read_to_string(dir.join("reports/junit.xml")).unwrap_or_default();
     assert!(junit.contains(r#"<testcase name="cni cluster setup [ipv4]""#) && junit.contains("ErrImageNeverPull") && junit.contains("event "), "{junit}");
+    // Beside the setup case, every planned case is reported: those the plan runs as not run, saying why.
+    let plan = listed(&["--mode", "ipv4"]);
+    let got = reported(&dir.join("reports"));
+    for (key, reason) in &plan {
+        let why = reason.clone().unwrap_or_else(|| "not run: the ipv4 cluster's setup failed in cni".into());
+        assert_eq!(got.get(key), Some(&("skipped".to_string(), why)), "{key:?}");
+    }
+    assert_eq!(got.len(), plan.len() + 1, "the plan and the setup case");
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(logs);
 }

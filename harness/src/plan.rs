@@ -76,6 +76,13 @@ impl PlannedCase {
         result
     }
 
+    /// The result of a case its mode's setup failure kept from running: skipped, saying `why`.
+    pub fn not_run(&self, why: &str) -> CaseResult {
+        let mut result = self.result();
+        result.message = why.into();
+        result
+    }
+
     pub fn runs(&self) -> bool {
         self.disposition == Disposition::Run
     }
@@ -329,5 +336,7 @@ mod tests {
         assert_eq!((result.id.as_str(), result.mode.as_str(), result.status, result.message.as_str()), ("D12/udp-ipv6", "ipv6", Status::Error, "interrupted"));
         let skipped = plan.cases.iter().find(|c| c.id == "S12").unwrap().result();
         assert_eq!((skipped.status, skipped.message.as_str()), (Status::Skipped, "applies to dual only"));
+        let not_run = case.not_run("not run: the ipv6 cluster's setup failed in cni");
+        assert_eq!((not_run.id.as_str(), not_run.status, not_run.message.as_str()), ("D12/udp-ipv6", Status::Skipped, "not run: the ipv6 cluster's setup failed in cni"));
     }
 }

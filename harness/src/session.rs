@@ -82,6 +82,7 @@ impl Session {
         for property in self.properties().await {
             emit(Event::Property(property));
         }
+        let key = |case: &PlannedCase| (case.suite.clone(), case.id.clone(), case.mode.name().to_string());
         let tracking = |event: Event| {
             if let Event::CaseFinished(case) = &event
                 && let Ok(mut finished) = finished.lock()
@@ -94,6 +95,7 @@ impl Session {
             .map(|mode| {
                 let tracking = &tracking;
                 let deletions = &deletions;
+                let finished = &finished;
                 async move {
                     let started = Instant::now();
                     let outcome = self.run_mode(mode, tables, plan, options, tracking, deletions).await;
@@ -101,6 +103,13 @@ impl Session {
                         tracking(Event::SetupFailed { mode: mode.name().into(), phase: phase.clone(), message: error.to_string() });
                         if let Some(details) = error.details() {
                             tracking(Event::Diagnostics { mode: mode.name().into(), text: details.to_string() });
+                        }
+                        // The mode's planned cases that never ran are reported too, with why, so the
+                        // reports still hold the whole plan (as an interrupt's do).
+                        let done = finished.lock().map(|f| f.clone()).unwrap_or_default();
+                        let why = format!("not run: the {mode} cluster's setup failed in {phase}");
+                        for case in plan.of_mode(mode).filter(|case| !done.contains(&key(case))) {
+                            tracking(Event::CaseFinished(if case.runs() { case.not_run(&why) } else { case.result() }));
                         }
                     }
                     tracking(Event::ModeFinished { mode: mode.name().into(), duration: started.elapsed() });
@@ -115,7 +124,7 @@ impl Session {
                 // The modes' futures are dropped here: their cluster guards delete the clusters.
                 let finished = finished.lock().map(|f| f.clone()).unwrap_or_default();
                 for case in &plan.cases {
-                    if !finished.contains(&(case.suite.clone(), case.id.clone(), case.mode.name().to_string())) {
+                    if !finished.contains(&key(case)) {
                         emit(Event::CaseFinished(if case.runs() { case.interrupted() } else { case.result() }));
                     }
                 }
