@@ -135,7 +135,7 @@ pub struct Connect {
 }
 
 /// The label selector of the fixture's pods a `connect` row's servers default to: server-0 on the
-/// worker, server-1 on worker2.
+/// worker, server-1 on the control-plane node (on worker2 when the cluster has one).
 pub const DEFAULT_SERVERS: &str = "role=server";
 /// The label of the fixture's hostPort pod, the only server of `host-port` rows.
 pub const HOST_PORT_SERVERS: &str = "role=host-port";
