@@ -133,11 +133,8 @@ pub struct RunArgs {
     /// DUALSTACK_* variables of --cni-manifest set and kind and kubectl on PATH.
     #[arg(long)]
     pub cni_install_cmd: Option<String>,
-    /// Workers besides the control-plane node in created clusters. Default 1: every row has the
-    /// nodes it needs on two; a second worker adds its per-node rows (the fault catalogue runs on
-    /// three nodes) and costs about 15 CPU-seconds to create.
-    #[arg(long, default_value_t = 1)]
-    pub workers: u8,
+    #[command(flatten)]
+    pub shape: ShapeArgs,
     /// kube-proxy's mode in created clusters: iptables, nftables, or none (for a CNI that
     /// replaces kube-proxy).
     #[arg(long, default_value = "iptables")]
@@ -202,14 +199,23 @@ pub enum ReportCommand {
     },
 }
 
+/// The shape of the clusters the harness creates (`run`, `list` and `cluster up` share it).
+#[derive(Args)]
+pub struct ShapeArgs {
+    /// Workers besides the control-plane node in created clusters. Default 1: every row has the
+    /// nodes it needs on two; a second worker adds its per-node rows (the fault catalogue runs on
+    /// three nodes) and costs about 15 CPU-seconds to create.
+    #[arg(long, default_value_t = 1)]
+    pub workers: u8,
+}
+
 #[derive(Args)]
 pub struct ListArgs {
     /// Only this mode (default: all four).
     #[arg(long)]
     pub mode: Option<String>,
-    /// Workers besides the control-plane node, as `run --workers`: the per-node rows follow.
-    #[arg(long, default_value_t = 1)]
-    pub workers: u8,
+    #[command(flatten)]
+    pub shape: ShapeArgs,
     #[command(flatten)]
     pub selection: SelectionArgs,
 }
@@ -254,11 +260,8 @@ pub struct UpArgs {
     /// Do not install the default CNI (install your own; nodes stay NotReady until then).
     #[arg(long)]
     pub no_default_cni: bool,
-    /// Workers besides the control-plane node in created clusters. Default 1: every row has the
-    /// nodes it needs on two; a second worker adds its per-node rows (the fault catalogue runs on
-    /// three nodes) and costs about 15 CPU-seconds to create.
-    #[arg(long, default_value_t = 1)]
-    pub workers: u8,
+    #[command(flatten)]
+    pub shape: ShapeArgs,
     /// kube-proxy's mode: iptables, nftables, or none (for a CNI that replaces kube-proxy).
     #[arg(long, default_value = "iptables")]
     pub kube_proxy: harness::kind::KubeProxyMode,

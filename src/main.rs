@@ -104,7 +104,7 @@ fn list(args: ListArgs) -> Result<u8, Error> {
         None => Mode::ALL.to_vec(),
     };
     let (tables, selection) = load(&args.selection)?;
-    let targets: Vec<Target> = modes.into_iter().map(|mode| Target { mode, nodes: ClusterSpec { workers: args.workers, ..ClusterSpec::new(mode) }.node_labels(), created: true }).collect();
+    let targets: Vec<Target> = modes.into_iter().map(|mode| Target { mode, nodes: ClusterSpec { workers: args.shape.workers, ..ClusterSpec::new(mode) }.node_labels(), created: true }).collect();
     print!("{}", Plan::build(&tables, &selection, &targets, None).render());
     Ok(exit::OK)
 }
@@ -167,7 +167,7 @@ async fn run_suites(args: RunArgs, verbosity: Verbosity) -> Result<u8, Error> {
             let images = args.images.images();
             harness::cni::check_images(&images).await?;
             let network_policy = args.network_policy.unwrap_or(PolicyAgent::default_for(cni == CniInstall::Default));
-            Clusters::Kind { cni, images, workers: args.workers, kube_proxy: args.kube_proxy, load_balancer: args.load_balancer, network_policy, keep: args.keep, node_image: args.node_image.clone(), ready_timeout: Duration::from_secs(args.ready_timeout) }
+            Clusters::Kind { cni, images, workers: args.shape.workers, kube_proxy: args.kube_proxy, load_balancer: args.load_balancer, network_policy, keep: args.keep, node_image: args.node_image.clone(), ready_timeout: Duration::from_secs(args.ready_timeout) }
         }
     };
     if matches!(clusters, Clusters::Kind { .. }) && args.node_image.is_none() && !harness::prepare::machine_is_prepared().await {
@@ -213,7 +213,7 @@ async fn cluster_up(args: UpArgs) -> Result<u8, Error> {
     let mode = parse_mode(&args.mode)?;
     let name = args.name.unwrap_or_else(|| harness::kind::unique_cluster_name(mode));
     let files = ClusterFiles::new(&name)?;
-    let spec = ClusterSpec { mode, workers: args.workers, default_cni: !args.no_default_cni, kube_proxy: args.kube_proxy };
+    let spec = ClusterSpec { mode, workers: args.shape.workers, default_cni: !args.no_default_cni, kube_proxy: args.kube_proxy };
     let images = args.images.images();
     harness::cni::check_images(&images).await?;
     println!("creating {mode} cluster {name} ({} nodes)", spec.node_count());
