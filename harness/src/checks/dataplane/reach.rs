@@ -235,6 +235,22 @@ impl Tally {
 }
 
 /// Failures, each distinct one once with its count.
+/// The continuous batches' verdict from the connections they lost (`lost`) and those the
+/// confirming batch, run after a loss, lost: nothing lost, the path held; lost, then a confirming
+/// batch that lost nothing, it held (a lone connect timeout on a loaded machine: seen once in a CI
+/// run), said as a retry so the case is reported flaky; lost in the confirming batch too, it flaps.
+fn continuity(lost: &[String], confirming_lost: &[String]) -> std::result::Result<Option<String>, String> {
+    if lost.is_empty() {
+        return Ok(None);
+    }
+    if confirming_lost.is_empty() {
+        let attempts = CONTINUOUS_BATCHES * BATCH;
+        return Ok(Some(format!("{} of {attempts} continuous connections failed ({}), then a confirming batch of {BATCH} all answered", lost.len(), summarize(lost))));
+    }
+    let all: Vec<String> = lost.iter().chain(confirming_lost).cloned().collect();
+    Err(format!("answered, then {} connections failed, {} of them in a confirming batch of {BATCH}: {}", all.len(), confirming_lost.len(), summarize(&all)))
+}
+
 fn summarize(failures: &[String]) -> String {
     let mut counted: Vec<(&String, usize)> = Vec::new();
     for f in failures {
@@ -328,7 +344,8 @@ impl Fixture {
     }
 
     /// `reach` to one endpoint directly, which must then stay reachable: CONTINUOUS_BATCHES more
-    /// batches, every connection answered (a path that answers once and then flaps fails).
+    /// batches, every connection answered (a path that answers once and then flaps fails). A loss
+    /// there gets one confirming batch, which must lose nothing (see `continuity`).
     pub async fn reach_continuously(&self, from: &str, proto: Protocol, endpoint: &Endpoint, port: u16, rule: SourceRule) -> Result<Outcome> {
         let target = SocketAddr::new(endpoint.address, port);
         let sources = match self.sources(from, IpFamily::of(&endpoint.address), rule).await? {
@@ -339,15 +356,25 @@ impl Fixture {
         let started = Instant::now();
         let (mut tally, _) = converge(&endpoints, Answering::Every, |spread| self.dial(from, batch(proto, target, SMALL_PAYLOAD, spread))).await?;
         let failed_before = tally.failures.len();
+        let mut confirming_lost = Vec::new();
         if tally.complete(&endpoints, Answering::Every) {
             for _ in 0..CONTINUOUS_BATCHES {
                 self.connect_batch(from, proto, target, SMALL_PAYLOAD, BATCH).await?.into_iter().for_each(|r| tally.record(r));
             }
+            if tally.failures.len() > failed_before {
+                let before = tally.failures.len();
+                self.connect_batch(from, proto, target, SMALL_PAYLOAD, BATCH).await?.into_iter().for_each(|r| tally.record(r));
+                confirming_lost = tally.failures[before..].to_vec();
+            }
         }
         let mut outcome = tally.judge(&format!("{from} -> {target} over {}", proto.name()), &endpoints, Answering::Every, &sources, started.elapsed());
-        let failed_after: Vec<String> = tally.failures.iter().skip(failed_before).cloned().collect();
-        if outcome.status == Status::Passed && !failed_after.is_empty() {
-            outcome = fail(outcome.expected, format!("answered, then {} connections failed: {}", failed_after.len(), summarize(&failed_after)));
+        let lost = &tally.failures[failed_before..tally.failures.len() - confirming_lost.len()];
+        if outcome.status == Status::Passed {
+            match continuity(lost, &confirming_lost) {
+                Ok(None) => {}
+                Ok(Some(forgiven)) => outcome.retried.push(forgiven),
+                Err(broken) => outcome = fail(outcome.expected, broken),
+            }
         }
         Ok(outcome)
     }
@@ -396,6 +423,20 @@ mod tests {
 
     fn refused() -> ConnectResult {
         ConnectResult { ok: false, answer: None, error: Some("connection refused".into()) }
+    }
+
+    #[test]
+    fn a_continuous_loss_is_forgiven_only_when_the_confirming_batch_loses_nothing() {
+        let timeout = vec!["connect: timeout".to_string()];
+        assert_eq!(continuity(&[], &[]), Ok(None));
+        assert_eq!(
+            continuity(&timeout, &[]),
+            Ok(Some("1 of 16 continuous connections failed (connect: timeout), then a confirming batch of 8 all answered".into()))
+        );
+        assert_eq!(
+            continuity(&timeout, &timeout),
+            Err("answered, then 2 connections failed, 1 of them in a confirming batch of 8: connect: timeout (x2)".into())
+        );
     }
 
     fn tally(results: Vec<ConnectResult>) -> Tally {
