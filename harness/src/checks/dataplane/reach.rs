@@ -356,21 +356,20 @@ impl Fixture {
         let started = Instant::now();
         let (mut tally, _) = converge(&endpoints, Answering::Every, |spread| self.dial(from, batch(proto, target, SMALL_PAYLOAD, spread))).await?;
         let failed_before = tally.failures.len();
-        let mut confirming_lost = Vec::new();
+        let (mut lost, mut confirming_lost) = (Vec::new(), Vec::new());
         if tally.complete(&endpoints, Answering::Every) {
             for _ in 0..CONTINUOUS_BATCHES {
                 self.connect_batch(from, proto, target, SMALL_PAYLOAD, BATCH).await?.into_iter().for_each(|r| tally.record(r));
             }
-            if tally.failures.len() > failed_before {
-                let before = tally.failures.len();
+            lost = tally.failures[failed_before..].to_vec();
+            if !lost.is_empty() {
                 self.connect_batch(from, proto, target, SMALL_PAYLOAD, BATCH).await?.into_iter().for_each(|r| tally.record(r));
-                confirming_lost = tally.failures[before..].to_vec();
+                confirming_lost = tally.failures[failed_before + lost.len()..].to_vec();
             }
         }
         let mut outcome = tally.judge(&format!("{from} -> {target} over {}", proto.name()), &endpoints, Answering::Every, &sources, started.elapsed());
-        let lost = &tally.failures[failed_before..tally.failures.len() - confirming_lost.len()];
         if outcome.status == Status::Passed {
-            match continuity(lost, &confirming_lost) {
+            match continuity(&lost, &confirming_lost) {
                 Ok(None) => {}
                 Ok(Some(forgiven)) => outcome.retried.push(forgiven),
                 Err(broken) => outcome = fail(outcome.expected, broken),
