@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::machine::{cache_dir, clusters_dir, docker_has_image};
 use crate::host::HostNeeds;
 use crate::mode::{IpFamily, Mode};
+use crate::process_group::ProcessGroupGuard;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -223,7 +224,7 @@ impl Kind {
         let log_path = cluster.dir.join("kind-create.log");
         let log = std::fs::File::create(&log_path).map_err(Error::io(format!("creating {}", log_path.display())))?;
         let log_err = log.try_clone().map_err(Error::io("cloning log handle"))?;
-        let status = self
+        let mut child = self
             .command()
             .args(["create", "cluster", "--name", &cluster.name, "--image", node_image, "--retain", "--wait", "0s"])
             .arg("--config")
@@ -233,9 +234,14 @@ impl Kind {
             .env("KIND_EXPERIMENTAL_DOCKER_NETWORK", &cluster.network)
             .stdout(log)
             .stderr(log_err)
-            .status()
-            .await
+            .process_group(0)
+            .spawn()
             .map_err(Error::io(format!("running {}", self.binary.display())))?;
+        // Interrupted, kind stops at once; a node's `docker run` already under way finishes, so
+        // that the cleanup's `kind delete` finds the node.
+        let group = ProcessGroupGuard::of(&child, |argv| argv.get(1).is_some_and(|a| a == "run"));
+        let status = child.wait().await.map_err(Error::io(format!("waiting for {}", self.binary.display())))?;
+        group.ended();
         if status.success() {
             return Ok(());
         }

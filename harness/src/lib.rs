@@ -26,6 +26,7 @@ pub mod objects;
 pub mod plan;
 pub mod prepare;
 pub mod probe_pod;
+mod process_group;
 pub mod retry;
 pub mod runner;
 pub mod session;
