@@ -142,6 +142,44 @@ pub fn probe_pod(name: &str, node: &str, labels: &[(&str, &str)], host_network: 
     }
 }
 
+/// A hostNetwork probe serving on `port` (the node's ports are shared, so not PROBE_PORT), labelled
+/// `role=NAME`.
+pub fn host_network_probe_pod(name: &str, node: &str, port: u16) -> Pod {
+    let mut pod = probe_pod(name, node, &[("role", name)], true);
+    if let Some(container) = pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+        container.command = Some(vec![PROBE_BINARY.into(), "serve".into(), "--port".into(), port.to_string()]);
+        container.startup_probe = serde_json::from_value(startup_probe(port)).ok();
+        container.ports = None;
+    }
+    pod
+}
+
+/// A probe pod that also serves on `host_port` of its node, TCP and UDP.
+pub fn host_port_probe_pod(name: &str, node: &str, labels: &[(&str, &str)], host_port: u16) -> Pod {
+    let mut pod = probe_pod(name, node, labels, false);
+    if let Some(container) = pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+        let ports = ["TCP", "UDP"].map(|protocol| serde_json::json!({"containerPort": PROBE_PORT, "hostPort": host_port, "protocol": protocol}));
+        container.ports = serde_json::from_value(serde_json::json!(ports)).ok();
+    }
+    pod
+}
+
+/// A probe pod of the SCTP rows: root with CAP_NET_RAW alone, which the probe's own SCTP over raw
+/// IP needs (a non-root user would not keep the capability across exec).
+pub fn sctp_probe_pod(name: &str, node: &str, labels: &[(&str, &str)]) -> Pod {
+    let mut pod = probe_pod(name, node, labels, false);
+    if let Some(container) = pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+        container.security_context = Some(k8s_openapi::api::core::v1::SecurityContext {
+            run_as_user: Some(0),
+            run_as_non_root: Some(false),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(k8s_openapi::api::core::v1::Capabilities { add: Some(vec!["NET_RAW".into()]), drop: Some(vec!["ALL".into()]) }),
+            ..Default::default()
+        });
+    }
+    pod
+}
+
 /// Ready once the probe accepts on `port`, probed every second until then and never after: the
 /// kubelet would otherwise probe every pod of the fixture every second for its whole life. The
 /// threshold is generous (the kubelet restarts the container once it is spent): on a loaded 2-core
@@ -287,6 +325,22 @@ mod tests {
         let startup = container.startup_probe.as_ref().and_then(|p| p.tcp_socket.as_ref()).map(|t| t.port.clone());
         assert_eq!(startup, Some(IntOrString::Int(i32::from(super::PROBE_PORT))));
         assert!(container.readiness_probe.is_none(), "{:?}", container.readiness_probe);
+    }
+
+    #[test]
+    fn the_variants_change_only_what_they_are_for() {
+        let host = super::host_network_probe_pod("host-server", "node", 31000).spec.expect("a PodSpec");
+        let container = &host.containers[0];
+        assert_eq!((host.host_network, container.command.as_ref().map(|c| c.join(" "))), (Some(true), Some(format!("{} serve --port 31000", super::PROBE_BINARY))));
+        assert_eq!(container.startup_probe.as_ref().and_then(|p| p.tcp_socket.as_ref()).map(|t| t.port.clone()), Some(IntOrString::Int(31000)));
+        assert_eq!(container.ports, None);
+        let port = super::host_port_probe_pod("host-port-0", "node", &[("role", "host-port")], 31002).spec.expect("a PodSpec");
+        let ports: Vec<(i32, Option<i32>, Option<String>)> = port.containers[0].ports.iter().flatten().map(|p| (p.container_port, p.host_port, p.protocol.clone())).collect();
+        let probe_port = i32::from(super::PROBE_PORT);
+        assert_eq!(ports, [(probe_port, Some(31002), Some("TCP".into())), (probe_port, Some(31002), Some("UDP".into()))]);
+        let sctp = super::sctp_probe_pod("sctp-client", "node", &[("role", "sctp-client")]).spec.expect("a PodSpec");
+        let security = sctp.containers[0].security_context.clone().expect("a securityContext");
+        assert_eq!((security.run_as_user, security.capabilities.and_then(|c| c.add)), (Some(0), Some(vec!["NET_RAW".to_string()])));
     }
 
     fn pod(name: &str, phase: &str, ready: bool, waiting: Option<&str>) -> k8s_openapi::api::core::v1::Pod {

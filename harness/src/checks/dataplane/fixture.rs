@@ -80,6 +80,8 @@ pub struct Fixture {
     /// The host outside the cluster, started with the fixture when a row dials it or dials from it.
     outside: OnceCell<std::result::Result<super::external::OutsideHost, String>>,
     pub started: Instant,
+    /// How long its steps took, for the progress line.
+    pub steps: SetupSteps,
     /// The fixture's LoadBalancer Services' ingress addresses, waited for once by the first action
     /// that dials one, or why the cluster has no load balancer.
     load_balancers: OnceCell<std::result::Result<BTreeMap<String, Balanced>, String>>,
@@ -93,24 +95,28 @@ pub struct Fixture {
     pod_ips_row: Option<String>,
 }
 
-pub fn name_of<K: kube::Resource>(obj: &K) -> String {
-    obj.meta().name.clone().unwrap_or_default()
+/// The fixture's setup steps' durations (cluster DNS is waited for beside them).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SetupSteps {
+    pods_ready: Duration,
+    endpoint_slices: Duration,
+    canary_and_outside_host: Duration,
 }
 
-/// A probe pod of the SCTP rows: root with CAP_NET_RAW alone, which the probe's own SCTP over raw
-/// IP needs (a non-root user would not keep the capability across exec).
-fn sctp_pod(name: &str, node: &str, labels: &[(&str, &str)]) -> Pod {
-    let mut pod = probe_pod::probe_pod(name, node, labels, false);
-    if let Some(container) = pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
-        container.security_context = Some(k8s_openapi::api::core::v1::SecurityContext {
-            run_as_user: Some(0),
-            run_as_non_root: Some(false),
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(k8s_openapi::api::core::v1::Capabilities { add: Some(vec!["NET_RAW".into()]), drop: Some(vec!["ALL".into()]) }),
-            ..Default::default()
-        });
+impl std::fmt::Display for SetupSteps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pods Ready {:.1}s, EndpointSlices {:.1}s, NetworkPolicy canary and outside host {:.1}s",
+            self.pods_ready.as_secs_f64(),
+            self.endpoint_slices.as_secs_f64(),
+            self.canary_and_outside_host.as_secs_f64()
+        )
     }
-    pod
+}
+
+pub fn name_of<K: kube::Resource>(obj: &K) -> String {
+    obj.meta().name.clone().unwrap_or_default()
 }
 
 /// The labels of `nodes` by the plan's rule.
@@ -154,7 +160,7 @@ impl Fixture {
         let second_server_node = workers.get(1).map_or_else(|| control_plane.clone(), |&w| w.clone());
         let last_worker = workers.last().map_or_else(|| worker.clone(), |&w| w.clone());
         let namespace = probe_pod::create_namespace(client, "dualstack-dataplane", &Retries::default()).await?;
-        let fixture = Self {
+        let mut fixture = Self {
             client: client.clone(),
             namespace: namespace.clone(),
             mode,
@@ -170,14 +176,19 @@ impl Fixture {
             load_balancers: OnceCell::new(),
             policy_enforcement: OnceCell::new(),
             started,
+            steps: SetupSteps::default(),
             update_pod_deleted: OnceCell::new(),
             sctp_support: OnceCell::new(),
             pod_ips_row,
         };
-        if let Err(e) = fixture.populate(rows, timeout).await {
-            probe_pod::delete_namespace(client, &namespace).await;
-            return Err(e);
+        match fixture.populate(rows, timeout).await {
+            Ok((pods_ready, endpoint_slices)) => fixture.steps = SetupSteps { pods_ready, endpoint_slices, ..SetupSteps::default() },
+            Err(e) => {
+                probe_pod::delete_namespace(client, &namespace).await;
+                return Err(e);
+            }
         }
+        let last_steps = Instant::now();
         // The outside host starts with the fixture, so it is there (by its name) for whoever
         // looks before the first row uses it; a failure to start is reported by those rows.
         let outside = async {
@@ -193,32 +204,13 @@ impl Fixture {
             }
         };
         tokio::join!(outside, canary);
+        fixture.steps.canary_and_outside_host = last_steps.elapsed();
         Ok(fixture)
     }
 
-    /// A hostNetwork probe serving on `port` (the node's ports are shared, so not PROBE_PORT).
-    fn host_network_pod(name: &str, node: &str, port: u16) -> Result<Pod> {
-        let mut pod = probe_pod::probe_pod(name, node, &[("role", name)], true);
-        if let Some(container) = pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
-            container.command = Some(vec![probe_pod::PROBE_BINARY.into(), "serve".into(), "--port".into(), port.to_string()]);
-            container.startup_probe = Some(json(probe_pod::startup_probe(port))?);
-            container.ports = None;
-        }
-        Ok(pod)
-    }
-
-    /// The pod serving on the fixture's hostPort (TCP and UDP) on `node`.
-    fn host_port_pod(node: &str, host_port: u16) -> Result<Pod> {
-        let mut pod = probe_pod::probe_pod(HOST_PORT_POD, node, &[("role", "host-port")], false);
-        if let Some(container) = pod.spec.as_mut().and_then(|s| s.containers.first_mut()) {
-            container.ports = Some(json(serde_json::json!(["TCP", "UDP"].map(|protocol| {
-                serde_json::json!({"containerPort": PROBE_PORT, "hostPort": host_port, "protocol": protocol})
-            })))?);
-        }
-        Ok(pod)
-    }
-
-    async fn populate(&self, rows: &[&DataplaneRow], timeout: Duration) -> Result<()> {
+    /// Creates the pods, policies and Services; says how long the pods took to be Ready (from the
+    /// first post) and then their EndpointSlices to list them.
+    async fn populate(&self, rows: &[&DataplaneRow], timeout: Duration) -> Result<(Duration, Duration)> {
         let (cp, worker, second, last) = (name_of(&self.control_plane), name_of(&self.worker), name_of(&self.second_server_node), name_of(&self.last_worker));
         let second_label = self.label_of(&self.second_server_node);
         let mut client_pod = probe_pod::probe_pod("client", &cp, &[("role", "client")], false);
@@ -233,24 +225,25 @@ impl Fixture {
             probe_pod::probe_pod("server-1", &second, &[("role", "server"), ("node", second_label.as_str())], false),
             probe_pod::probe_pod(SECOND_CLIENT, &last, &[("role", "client")], false),
             probe_pod::probe_pod(WORKER_CLIENT, &worker, &[("role", "client")], false),
-            Self::host_port_pod(&worker, self.host_port_number())?,
+            probe_pod::host_port_probe_pod(HOST_PORT_POD, &worker, &[("role", "host-port")], self.host_port_number()),
             probe_pod::probe_pod(REMAINING_UPDATE_POD, &worker, &[("role", "update"), ("affinity", "yes")], false),
             probe_pod::probe_pod(DELETED_UPDATE_POD, &second, &[("role", "update")], false),
-            Self::host_network_pod("host-server", &worker, self.host_port)?,
-            Self::host_network_pod("host-client", &cp, self.host_port + 1)?,
+            probe_pod::host_network_probe_pod("host-server", &worker, self.host_port),
+            probe_pod::host_network_probe_pod("host-client", &cp, self.host_port + 1),
         ];
         pods.extend(super::policy::pods(rows, |label| self.node(label).map(name_of), &worker));
         let sctp = rows.iter().any(|r| matches!(r.check(), Some(Check::Sctp | Check::SctpService)));
         if sctp {
             pods.extend([
-                sctp_pod(SCTP_CLIENT, &cp, &[("role", "sctp-client")]),
-                sctp_pod("sctp-server-0", &worker, &[("role", "sctp-server"), ("sctp-peer", "yes")]),
-                sctp_pod("sctp-server-1", &second, &[("role", "sctp-server")]),
+                probe_pod::sctp_probe_pod(SCTP_CLIENT, &cp, &[("role", "sctp-client")]),
+                probe_pod::sctp_probe_pod("sctp-server-0", &worker, &[("role", "sctp-server"), ("sctp-peer", "yes")]),
+                probe_pod::sctp_probe_pod("sctp-server-1", &second, &[("role", "sctp-server")]),
             ]);
         }
         // All at once: one by one, on a loaded 2-core machine, the last of 29 pods was posted
         // seconds after the first and started that much later.
         let post = PostParams::default();
+        let posted = Instant::now();
         futures::future::try_join_all(pods.iter().map(|pod| self.pods.create(&post, pod))).await?;
         super::policy::create_row_policies(self, rows).await?;
         let dual = if self.mode.is_dual() { "RequireDualStack" } else { "SingleStack" };
@@ -320,6 +313,8 @@ impl Fixture {
         .await?;
         let names: Vec<&str> = pods.iter().filter_map(|p| p.metadata.name.as_deref()).collect();
         probe_pod::wait_pods_ready(&self.pods, &names, timeout).await?;
+        let pods_ready = posted.elapsed();
+        let ready = Instant::now();
         // Services are usable once their EndpointSlices list all of their pods in every family.
         let mut awaited: Vec<(String, String)> = vec![("echo".into(), "role=server".into()), ("echo-update".into(), "role=update".into())];
         if sctp {
@@ -343,7 +338,8 @@ impl Fixture {
             }
             Ok(if missing.is_empty() { Ok(()) } else { Err(missing.join("; ")) })
         })
-        .await
+        .await?;
+        Ok((pods_ready, ready.elapsed()))
     }
 
     pub fn client(&self) -> Client {

@@ -81,7 +81,7 @@ impl CheckKind for DataplaneChecks {
             fixture.delete().await;
             return Err(e);
         }
-        println!("[{}] data-plane fixture ready in {:.1}s, cluster DNS answering", target.facts.mode, fixture.started.elapsed().as_secs_f64());
+        println!("[{}] data-plane fixture ready in {:.1}s ({}), cluster DNS answering", target.facts.mode, fixture.started.elapsed().as_secs_f64(), fixture.steps);
         if let Some(hook) = &self.after_fixture_hook {
             // Test-only: the project's fault-injection tests break the cluster here.
             if let Err(e) = super::run_hook("after-fixture", hook, &[("DUALSTACK_FIXTURE_NAMESPACE", fixture.namespace.as_ref())]).await {
