@@ -181,13 +181,13 @@ impl Fixture {
             sctp_support: OnceCell::new(),
             pod_ips_row,
         };
-        match fixture.populate(rows, timeout).await {
-            Ok((pods_ready, endpoint_slices)) => fixture.steps = SetupSteps { pods_ready, endpoint_slices, ..SetupSteps::default() },
+        let (pods_ready, endpoint_slices) = match fixture.populate(rows, timeout).await {
+            Ok(durations) => durations,
             Err(e) => {
                 probe_pod::delete_namespace(client, &namespace).await;
                 return Err(e);
             }
-        }
+        };
         let last_steps = Instant::now();
         // The outside host starts with the fixture, so it is there (by its name) for whoever
         // looks before the first row uses it; a failure to start is reported by those rows.
@@ -204,7 +204,7 @@ impl Fixture {
             }
         };
         tokio::join!(outside, canary);
-        fixture.steps.canary_and_outside_host = last_steps.elapsed();
+        fixture.steps = SetupSteps { pods_ready, endpoint_slices, canary_and_outside_host: last_steps.elapsed() };
         Ok(fixture)
     }
 
